@@ -1,0 +1,118 @@
+"""Image files in and out: listing, decoding to tensors, resizing, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+MIN_SIDE = 16  # below this the encoder's 1/8-size features are one or two pixels
+
+
+class ImageError(Exception):
+    """An image that cannot be used; the message names the file and the reason."""
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in `folder` by extension, sorted (hidden files left out)."""
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        p for p in Path(folder).glob(pattern)
+        if p.suffix.lower() in IMAGE_EXTS and p.is_file() and not p.name.startswith(".")
+    )  # fmt: skip
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> float RGB tensor (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float().div_(255)
+
+
+def tensor_to_pil(t: torch.Tensor) -> Image.Image:
+    """Float tensor (3, H, W); values are clamped to [0, 1]."""
+    data = t.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu()
+    return Image.fromarray(data.numpy())
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Decode an image file to an RGB tensor (3, H, W) in [0, 1], upright per its EXIF."""
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                img = img.convert("RGBA")
+                white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(white, img)  # transparent areas become white
+            tensor = pil_to_tensor(img)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except Exception as e:  # PIL raises many kinds for broken files
+        raise ImageError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+    if min(tensor.shape[1:]) < MIN_SIDE:
+        h, w = tensor.shape[1:]
+        raise ImageError(f"{path}: image is {w}x{h}, smaller than the minimum side of {MIN_SIDE} px")
+    return tensor
+
+
+def resize_short(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (C, H, W) so the short side is `size` (0 keeps it), antialiased."""
+    h, w = img.shape[-2:]
+    if size <= 0 or min(h, w) == size:
+        return img
+    s = size / min(h, w)
+    return resize(img, (max(1, round(h * s)), max(1, round(w * s))))
+
+
+def limit_long(img: torch.Tensor, max_side: int) -> torch.Tensor:
+    """Shrink (C, H, W) so the long side is at most `max_side` (0: no limit)."""
+    h, w = img.shape[-2:]
+    if max_side <= 0 or max(h, w) <= max_side:
+        return img
+    s = max_side / max(h, w)
+    return resize(img, (max(1, round(h * s)), max(1, round(w * s))))
+
+
+def resize(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    out = F.interpolate(img.unsqueeze(0), size=hw, mode="bilinear", antialias=True, align_corners=False)
+    return out.squeeze(0).clamp_(0, 1)
+
+
+def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    h, w = img.shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return img[..., top : top + size, left : left + size]
+
+
+def save_image(img: torch.Tensor | Image.Image, path: str | Path, quality: int = 95) -> None:
+    """Write atomically: a temporary file beside `path`, then a rename."""
+    path = Path(path)
+    pil = img if isinstance(img, Image.Image) else tensor_to_pil(img)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fmt = Image.registered_extensions().get(path.suffix.lower())
+            if fmt is None:
+                raise ImageError(f"{path}: unknown image extension {path.suffix!r}")
+            pil.save(f, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_grid(rows: list[list[torch.Tensor]], size: int, pad: int = 4) -> Image.Image:
+    """Tile images (each resized to `size` x `size` by short side + centre crop) into a sheet."""
+    ncol = max(len(r) for r in rows)
+    sheet = Image.new("RGB", (ncol * (size + pad) + pad, len(rows) * (size + pad) + pad), "white")
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            tile = tensor_to_pil(center_crop(resize_short(img.float().cpu(), size), size))
+            sheet.paste(tile, (pad + j * (size + pad), pad + i * (size + pad)))
+    return sheet
