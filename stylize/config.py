@@ -1,0 +1,103 @@
+"""Training configuration: a typed dataclass read from YAML, with `--set key=value` overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the key."""
+
+
+@dataclass
+class TrainConfig:
+    # data
+    content_dir: str = "../shared/data/train/content"
+    style_dir: str = "../shared/data/train/style"
+    image_size: int = 288  # short side after resizing, before the random crop
+    crop_size: int = 256
+    # model and loss
+    encoder: str = "weights/vgg19_relu4_1.pth"
+    style_weight: float = 10.0
+    content_weight: float = 1.0
+    # optimisation
+    steps: int = 160_000
+    batch_size: int = 8
+    lr: float = 1e-4
+    lr_decay: float = 5e-5  # lr / (1 + lr_decay * step), as in the reference
+    seed: int = 0
+    # machinery
+    device: str = "auto"  # auto: cuda when present, else cpu
+    amp: bool = True  # bf16 autocast on cuda (ignored on cpu)
+    num_workers: int = 4
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    out_dir: str = "runs/adain"
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    sample_every: int = 1000
+    sample_pairs: int = 4  # fixed content/style pairs in the sample grid
+    sample_size: int = 256
+    init_decoder: str = ""  # optional decoder weights to start from
+    tags: dict[str, str] = field(default_factory=dict)  # free-form notes kept with checkpoints
+
+
+def _check_type(key: str, value: Any, typ: Any) -> Any:
+    """Return `value` as `typ`, or raise naming the key. ints are accepted for floats."""
+    if typ is float and isinstance(value, int | str) and not isinstance(value, bool):
+        # YAML reads 1e-4 (no dot) as a string; ints are fine for floats too
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    origin = getattr(typ, "__origin__", typ)
+    if origin is dict:
+        ok = isinstance(value, dict)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, origin)
+    if not ok:
+        expected = getattr(typ, "__name__", str(typ))
+        raise ConfigError(f"config key '{key}': expected {expected}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(data: dict[str, Any]) -> TrainConfig:
+    hints = get_type_hints(TrainConfig)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}' (known keys: {', '.join(sorted(hints))})")
+    cfg = TrainConfig(**{k: _check_type(k, v, hints[k]) for k, v in data.items()})
+    for key in ("image_size", "crop_size", "steps", "batch_size", "log_every", "checkpoint_every", "sample_every"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
+    if cfg.crop_size > cfg.image_size:
+        raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than image_size {cfg.image_size}")
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML config and apply `key=value` overrides (values parsed as YAML)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: cannot read config ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        data[key.strip()] = yaml.safe_load(value)
+    return from_dict(data)
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

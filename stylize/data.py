@@ -1,0 +1,89 @@
+"""Training data: random crops from folders of images, reproducible by sample number.
+
+Sample k of a run is a pure function of (seed, k): which file (a fresh permutation per
+pass over the folder) and where to crop. Resuming at step s just starts the sampler at
+k = s * batch_size, so a resumed run sees exactly the data an unbroken run would.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from stylize.images import ImageError, list_images, load_image, resize_short
+
+
+class CropDataset(Dataset):
+    def __init__(self, root: str | Path, image_size: int, crop_size: int, seed: int) -> None:
+        self.files = list_images(root, recursive=True)
+        if not self.files:
+            raise FileNotFoundError(f"{root}: no images found (looked for jpg/png/webp/bmp/tiff, recursively)")
+        self.image_size, self.crop_size, self.seed = image_size, crop_size, seed
+        self.bad: set[Path] = set()
+        self._epoch, self._perm = -1, []
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _order(self, epoch: int) -> list[int]:
+        """A fresh permutation of the files for every pass, cached for the current pass."""
+        if self._epoch != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(len(self.files), generator=g).tolist()
+        return self._perm
+
+    def _file(self, k: int) -> Path:
+        n = len(self.files)
+        return self.files[self._order(k // n)[k % n]]
+
+    def __getitem__(self, k: int) -> torch.Tensor:
+        # A file that fails to load is skipped (with one warning) for the next in the order.
+        for j in range(len(self.files)):
+            path = self._file(k + j)
+            if path in self.bad:
+                continue
+            try:
+                img = load_image(path)
+            except ImageError as e:
+                self.bad.add(path)
+                warnings.warn(f"skipping {e}", stacklevel=1)
+                continue
+            return self._crop(resize_short(img, self.image_size), k)
+        raise RuntimeError("no readable images left in the training folder")
+
+    def _crop(self, img: torch.Tensor, k: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed((self.seed << 40) + k)
+        h, w = img.shape[1:]
+        size = self.crop_size
+        top = int(torch.randint(0, h - size + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=g))
+        return img[:, top : top + size, left : left + size]
+
+
+class CountingSampler(Sampler[int]):
+    """Yields start, start + 1, ... forever: the sample numbers of an endless run."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        k = self.start
+        while True:
+            yield k
+            k += 1
+
+
+def endless_batches(dataset: CropDataset, batch_size: int, start_step: int, num_workers: int) -> Iterator[torch.Tensor]:
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=CountingSampler(start_step * batch_size),
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )
+    return iter(loader)

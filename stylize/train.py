@@ -1,0 +1,208 @@
+"""Train an AdaIN decoder: `python train.py --config configs/adain.yaml [--set key=value ...]`.
+
+A run lives in `out_dir`: checkpoint.pt (and checkpoint_prev.pt) to resume from, log.csv
+with the losses, samples/step_NNNNNN.png grids of fixed content | style | output rows,
+and decoder.pth, the decoder alone, written at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from stylize.config import ConfigError, TrainConfig, load_config, to_dict
+from stylize.data import CropDataset, endless_batches
+from stylize.images import ImageError, center_crop, list_images, load_image, make_grid, resize_short
+from stylize.losses import content_loss, style_loss
+from stylize.models import Decoder, Encoder, adain, mean_std
+from stylize.stylizer import pick_device
+from stylize.weights import WeightsError, atomic_save, load_decoder, load_encoder
+
+
+def losses(
+    encoder: Encoder, decoder: Decoder, content: torch.Tensor, style: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content loss, style loss) of decoding the AdaIN target of a batch of pairs."""
+    with torch.no_grad():
+        style_taps = encoder(style)
+        target = adain(encoder.relu4_1(content), *mean_std(style_taps["relu4_1"]))
+    out_taps = encoder(decoder(target))
+    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, style_taps)
+
+
+class Run:
+    """A training run's files: checkpoints, log and sample grids under `cfg.out_dir`."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.dir = Path(cfg.out_dir)
+        self.ckpt, self.prev = self.dir / "checkpoint.pt", self.dir / "checkpoint_prev.pt"
+        (self.dir / "samples").mkdir(parents=True, exist_ok=True)
+
+    def save(self, decoder: Decoder, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+        state = {
+            "decoder": decoder.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "config": to_dict(cfg),
+        }
+        if self.ckpt.exists():
+            self.ckpt.replace(self.prev)  # keep one older checkpoint in case the new one is damaged
+        atomic_save(state, self.ckpt)
+        atomic_save(decoder.state_dict(), self.dir / "decoder.pth")
+
+    def load(self) -> dict | None:
+        """The newest readable checkpoint, or None for a fresh run."""
+        for path in (self.ckpt, self.prev):
+            if not path.exists():
+                continue
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:
+                tqdm.write(f"warning: {path} is unreadable ({type(e).__name__}); trying an older checkpoint")
+        return None
+
+    def log(self, row: dict[str, float]) -> None:
+        path = self.dir / "log.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+
+def sample_pairs(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed, evenly spaced content and style images for the sample grids."""
+
+    def pick(folder: str) -> torch.Tensor:
+        files = list_images(folder, recursive=True)
+        imgs = []
+        for f in files[:: max(1, len(files) // cfg.sample_pairs)]:
+            with contextlib.suppress(ImageError):  # the data loader warns about these
+                imgs.append(center_crop(resize_short(load_image(f), cfg.sample_size), cfg.sample_size))
+        return torch.stack(imgs[: cfg.sample_pairs])
+
+    return pick(cfg.content_dir), pick(cfg.style_dir)
+
+
+@torch.no_grad()
+def save_samples(encoder: Encoder, decoder: Decoder, pairs: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
+    content, style = (t.to(next(decoder.parameters()).device) for t in pairs)
+    decoder.eval()
+    out = decoder(adain(encoder.relu4_1(content), *mean_std(encoder(style)["relu4_1"]))).float()
+    decoder.train()
+    make_grid([[c, s, o] for c, s, o in zip(content, style, out)], content.shape[-1]).save(path)
+
+
+def train(cfg: TrainConfig) -> Path:
+    device = pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    encoder = load_encoder(cfg.encoder).to(device)
+    decoder = (load_decoder(cfg.init_decoder) if cfg.init_decoder else Decoder()).to(device)
+    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+    run = Run(cfg)
+    start = 0
+    if (ckpt := run.load()) is not None:
+        decoder.load_state_dict(ckpt["decoder"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start = ckpt["step"]
+        torch.set_rng_state(ckpt["rng"])
+        if ckpt["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        tqdm.write(f"resuming {run.ckpt.parent} at step {start}")
+    if start >= cfg.steps:
+        tqdm.write(f"{run.dir}: already trained {start} of {cfg.steps} steps")
+        return run.dir / "decoder.pth"
+
+    contents = endless_batches(
+        CropDataset(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed), cfg.batch_size, start, cfg.num_workers
+    )
+    styles = endless_batches(
+        CropDataset(cfg.style_dir, cfg.image_size, cfg.crop_size, cfg.seed + 1), cfg.batch_size, start, cfg.num_workers
+    )
+    pairs = sample_pairs(cfg)
+    use_amp = cfg.amp and device.type == "cuda"
+    # SIGTERM (e.g. a scheduler stopping the job) takes the same path as Ctrl-C: checkpoint, exit.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    done = start
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
+    t0 = time.time()
+    try:
+        for step in range(start, cfg.steps):
+            lr = cfg.lr / (1 + cfg.lr_decay * step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            content, style = next(contents).to(device, non_blocking=True), next(styles).to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                lc, ls = losses(encoder, decoder, content, style)
+            loss = cfg.content_weight * lc + cfg.style_weight * ls
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done = step + 1
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                row = {
+                    "step": done,
+                    "lr": lr,
+                    "loss": loss.item(),
+                    "content": lc.item(),
+                    "style": ls.item(),
+                    "seconds": round(time.time() - t0, 1),
+                }
+                run.log(row)
+                bar.set_postfix(content=f"{row['content']:.3f}", style=f"{row['style']:.3f}")
+            if done % cfg.sample_every == 0 or done == cfg.steps:
+                save_samples(encoder, decoder, pairs, run.dir / "samples" / f"step_{done:06d}.png")
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                run.save(decoder, opt, done, cfg)
+    except KeyboardInterrupt:
+        bar.close()
+        run.save(decoder, opt, done, cfg)
+        tqdm.write(f"interrupted: checkpoint at step {done} in {run.ckpt}; rerun the same command to resume")
+        raise SystemExit(130) from None
+    bar.close()
+    return run.dir / "decoder.pth"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train an AdaIN decoder on a folder of photos and a folder of paintings. "
+        "Rerunning the same command resumes from the run's last checkpoint.",
+        epilog="example: python train.py --config configs/adain.yaml --set batch_size=16 --set out_dir=runs/b16",
+    )
+    p.add_argument("--config", type=Path, help="YAML config (see configs/adain.yaml for every key)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key (repeatable); the value is parsed as YAML",
+    )
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        out = train(cfg)
+    except (ConfigError, WeightsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"decoder: {out}")
+
+
+if __name__ == "__main__":
+    main()
