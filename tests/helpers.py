@@ -1,0 +1,35 @@
+"""Helpers for the tests: pictures made on the fly."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from stylize.images import tensor_to_pil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_image(h: int, w: int, seed: int) -> torch.Tensor:
+    """A smooth, colourful test picture (3, h, w) in [0, 1]: waves plus a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.linspace(0, 1, h)[:, None]
+    x = torch.linspace(0, 1, w)[None, :]
+    f = 2 + 6 * torch.rand(3, generator=g)
+    phase = 2 * math.pi * torch.rand(3, generator=g)
+    img = torch.stack([0.5 + 0.4 * torch.sin(f[c] * (x + y * (c + 1)) * math.pi + phase[c]) for c in range(3)])
+    return (img + 0.05 * torch.randn(3, h, w, generator=g)).clamp(0, 1)
+
+
+def write_image(path: Path, h: int, w: int, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensor_to_pil(make_image(h, w, seed)).save(path)
+    return path
+
+
+def pil_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as img:
+        return img.size

@@ -1,0 +1,41 @@
+import pytest
+from helpers import ROOT
+
+from stylize.config import ConfigError, TrainConfig, load_config
+
+
+def test_shipped_configs_load():
+    for name in ("adain.yaml", "adain_cpu.yaml", "smoke.yaml"):
+        assert isinstance(load_config(ROOT / "configs" / name), TrainConfig)
+    cfg = load_config(ROOT / "configs" / "adain.yaml")
+    assert (cfg.batch_size, cfg.crop_size, cfg.steps, cfg.lr) == (8, 256, 160_000, 1e-4)
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path):
+    cfg = load_config(None, ["batch_size=16", "lr=3e-4", "amp=false", "out_dir=runs/x"])
+    assert (cfg.batch_size, cfg.lr, cfg.amp, cfg.out_dir) == (16, 3e-4, False, "runs/x")
+    assert load_config(None, ["style_weight=5"]).style_weight == 5.0  # an int is fine for a float
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("batch_sise: 8\n", "unknown config key 'batch_sise'"),
+        ("batch_size: eight\n", "config key 'batch_size': expected int, got str"),
+        ("amp: 1\n", "config key 'amp': expected bool, got int"),
+        ("lr: [1, 2]\n", "config key 'lr': expected float, got list"),
+        ("steps: 0\n", "config key 'steps': must be positive"),
+        ("crop_size: 512\n", "config key 'crop_size': 512 is larger than image_size"),
+        ("- a\n- b\n", "expected a mapping"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_override_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["batch_size"])

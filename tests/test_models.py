@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from stylize.models import STYLE_TAPS, Decoder, Encoder, adain, mean_std
+from stylize.stylizer import Stylizer
+
+
+def test_adain_gives_content_the_style_statistics():
+    torch.manual_seed(0)
+    content = torch.randn(2, 8, 9, 7) * 3 + 1
+    style = torch.randn(2, 8, 5, 6) * 0.5 - 2
+    out = adain(content, *mean_std(style))
+    out_mean, out_std = mean_std(out)
+    style_mean, style_std = mean_std(style)
+    torch.testing.assert_close(out_mean, style_mean, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out_std, style_std, atol=1e-4, rtol=1e-3)
+    # the normalised content pattern is kept: AdaIN is an affine map per channel
+    corr = torch.corrcoef(torch.stack([out[0, 0].flatten(), content[0, 0].flatten()]))[0, 1]
+    assert corr > 0.999
+
+
+def test_adain_alpha_blends_in_feature_space():
+    torch.manual_seed(1)
+    content, style = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6) * 2
+    stats = mean_std(style)
+    torch.testing.assert_close(adain(content, *stats, alpha=0.0), content)
+    full = adain(content, *stats, alpha=1.0)
+    torch.testing.assert_close(adain(content, *stats, alpha=0.25), 0.25 * full + 0.75 * content)
+
+
+def test_mean_std_uses_eps_for_constant_channels():
+    mean, std = mean_std(torch.full((1, 3, 4, 4), 2.0))
+    assert torch.all(mean == 2.0) and torch.all(std > 0)
+
+
+def test_encoder_taps_shapes_and_frozen():
+    enc = Encoder()
+    taps = enc(torch.rand(2, 3, 64, 48))
+    assert list(taps) == list(STYLE_TAPS)
+    assert taps["relu1_1"].shape == (2, 64, 64, 48)
+    assert taps["relu2_1"].shape == (2, 128, 32, 24)
+    assert taps["relu3_1"].shape == (2, 256, 16, 12)
+    assert taps["relu4_1"].shape == (2, 512, 8, 6)
+    assert all((t >= 0).all() for t in taps.values())
+    assert not any(p.requires_grad for p in enc.parameters())
+    enc.train()
+    assert not enc.training
+
+
+def test_decoder_upsamples_by_eight():
+    assert Decoder()(torch.rand(1, 512, 5, 7)).shape == (1, 3, 40, 56)
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (64, 64), (17, 90)])
+def test_stylizer_keeps_odd_sizes(hw):
+    torch.manual_seed(0)
+    stylizer = Stylizer(Encoder(), Decoder(), "cpu")
+    out = stylizer.stylize(torch.rand(3, *hw), torch.rand(3, 32, 40))
+    assert out.shape == (3, *hw)
+    assert out.min() >= 0 and out.max() <= 1
+    batch = stylizer.stylize(torch.rand(2, 3, *hw), torch.rand(3, 32, 40))
+    assert batch.shape == (2, 3, *hw)
+
+
+def test_stylizer_rejects_alpha_out_of_range():
+    stylizer = Stylizer(Encoder(), Decoder(), "cpu")
+    with pytest.raises(ValueError, match="alpha"):
+        stylizer.stylize(torch.rand(3, 16, 16), torch.rand(3, 16, 16), alpha=1.5)

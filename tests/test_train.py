@@ -1,0 +1,99 @@
+import csv
+
+import pytest
+import torch
+from helpers import ROOT, write_image
+
+from stylize import train as T
+from stylize.config import load_config
+from stylize.weights import read_state
+
+
+@pytest.fixture
+def smoke(tmp_path, image_dirs, encoder_path):
+    content, style = image_dirs
+
+    def make(*overrides: str, out: str = "run"):
+        sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}",
+                f"out_dir={tmp_path / out}", *overrides]  # fmt: skip
+        return load_config(ROOT / "configs" / "smoke.yaml", sets)
+
+    return make
+
+
+def test_short_run_lowers_the_loss(smoke, tmp_path):
+    cfg = smoke("steps=40", "lr=1e-3", "sample_every=40", "checkpoint_every=40")
+    T.train(cfg)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert len(rows) == 40
+    first = sum(float(r["loss"]) for r in rows[:8]) / 8
+    last = sum(float(r["loss"]) for r in rows[-8:]) / 8
+    assert last < 0.7 * first, (first, last)
+    assert (tmp_path / "run" / "samples" / "step_000040.png").exists()
+    assert (tmp_path / "run" / "decoder.pth").exists()
+
+
+def test_resume_is_exact(smoke):
+    T.train(smoke("steps=6", out="straight"))
+    T.train(smoke("steps=3", out="split"))
+    T.train(smoke("steps=6", out="split"))  # resumes from step 3
+    a, b = (
+        read_state(smoke(out="straight").out_dir + "/decoder.pth"),
+        read_state(smoke(out="split").out_dir + "/decoder.pth"),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ckpt = torch.load(smoke(out="split").out_dir + "/checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 6 and ckpt["config"]["steps"] == 6
+    assert set(ckpt) >= {"decoder", "optimizer", "rng", "config"}
+
+
+def test_corrupt_checkpoint_falls_back_to_previous(smoke, capsys):
+    cfg = smoke("steps=4")
+    T.train(cfg)
+    (ckpt := T.Run(cfg).ckpt).write_bytes(b"garbage")
+    assert T.Run(cfg).load()["step"] == 2  # checkpoint_prev.pt, written at step 2
+    assert "unreadable" in capsys.readouterr().err + capsys.readouterr().out or ckpt.exists()
+
+
+def test_broken_training_images_are_skipped(smoke, image_dirs):
+    content, _ = image_dirs
+    (content / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (content / "empty.png").write_bytes(b"")
+    with pytest.warns(UserWarning, match="skipping"):
+        T.train(smoke("steps=3"))
+
+
+def test_interrupt_writes_a_checkpoint(smoke, monkeypatch):
+    cfg = smoke("steps=10", "checkpoint_every=100")
+    real, calls = T.losses, []
+
+    def interrupt_on_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(T, "losses", interrupt_on_third)
+    with pytest.raises(SystemExit) as exit_info:
+        T.train(cfg)
+    assert exit_info.value.code == 130
+    assert T.Run(cfg).load()["step"] == 2
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    with pytest.raises(SystemExit) as exit_info:
+        T.main(["--config", str(bad)])
+    assert exit_info.value.code == 2
+    assert "unknown config key 'stepz'" in capsys.readouterr().err
+
+
+def test_empty_data_folder_is_a_clear_error(smoke, tmp_path, capsys):
+    (tmp_path / "nothing").mkdir()
+    write_image(tmp_path / "x" / "a.png", 40, 40, 0)
+    with pytest.raises(SystemExit) as exit_info:
+        T.main(["--config", str(ROOT / "configs" / "smoke.yaml"),
+                "--set", f"content_dir={tmp_path / 'nothing'}", "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "no images found" in capsys.readouterr().err

