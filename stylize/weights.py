@@ -9,6 +9,7 @@ Weights are plain tensor dicts saved with `torch.save` and always read with
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -26,7 +27,6 @@ from torch import nn
 from stylize.models import VGG_CONVS, Decoder, Encoder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-MANIFEST = WEIGHTS_DIR / "MANIFEST.json"
 DEFAULT_ENCODER = WEIGHTS_DIR / "vgg19_relu4_1.pth"
 DEFAULT_DECODER = WEIGHTS_DIR / "decoder.pth"
 CACHE_DIR = Path(os.environ.get("STYLIZE_CACHE", Path.home() / ".cache" / "stylize"))
@@ -265,6 +265,31 @@ def update_manifest(record: dict[str, object], manifest: Path) -> None:
     manifest.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def export_decoder(args: argparse.Namespace) -> None:
+    """Copy a training run's decoder into weights/ and record how it was trained."""
+    run = args.run
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    decoder = load_into(Decoder(), ckpt["decoder"], run / "checkpoint.pt")
+    atomic_save({k: v.contiguous() for k, v in decoder.state_dict().items()}, args.out)
+    with open(run / "log.csv", newline="") as f:
+        losses = list(csv.DictReader(f))[-1]  # the last logged step
+    record = {
+        "file": args.out.name,
+        "what": "AdaIN decoder (relu4_1 features to RGB)",
+        "source": "trained by this project with train.py",
+        "steps": ckpt["step"],
+        "final_losses": {k: round(float(losses[k]), 4) for k in ("content", "style", "loss")},
+        "train_seconds": float(losses["seconds"]),
+        "config": ckpt["config"],
+        "made": "python -m stylize.weights " + shlex.join(sys.argv[1:]),
+        "date": date.today().isoformat(),
+        "note": args.note,
+        "sha256": sha256(args.out),
+    }
+    update_manifest(record, args.out.parent / "MANIFEST.json")
+    print(f"wrote {args.out}: step {ckpt['step']}, losses {record['final_losses']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m stylize.weights", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -284,8 +309,12 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("--calibrate-count", type=int, default=256)
     imp.add_argument("--calibrate-size", type=int, default=256, help="short side of the calibration photos")
     imp.add_argument("--source", help="where SRC came from, for the manifest")
+    exp = sub.add_parser("export-decoder", help="copy a run's decoder into weights/ with a manifest entry")
+    exp.add_argument("run", type=Path, help="a training run folder (out_dir)")
+    exp.add_argument("--out", type=Path, default=DEFAULT_DECODER)
+    exp.add_argument("--note", default="", help="free text for the manifest, e.g. why the run stopped")
     args = p.parse_args(argv)
-    import_vgg(args)
+    {"import-vgg": import_vgg, "export-decoder": export_decoder}[args.cmd](args)
 
 
 if __name__ == "__main__":

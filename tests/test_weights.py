@@ -172,3 +172,19 @@ def test_fetch_checks_sha256(tmp_path, monkeypatch):
     assert isinstance(W.load_decoder(f"{src.as_uri()}#sha256={sha}"), Decoder)
     with pytest.raises(W.WeightsError, match="download failed"):
         W.fetch(src.as_uri(), "0" * 64)
+
+
+def test_export_decoder_records_the_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    dec = Decoder()
+    cfg = {"steps": 7, "batch_size": 2}
+    torch.save({"decoder": dec.state_dict(), "step": 7, "config": cfg}, run / "checkpoint.pt")
+    (run / "log.csv").write_text("step,lr,loss,content,style,seconds\n7,0.001,12.5,2.5,1.0,3.2\n")
+    out = tmp_path / "w" / "decoder.pth"
+    W.main(["export-decoder", str(run), "--out", str(out), "--note", "test run"])
+    entry = json.loads((out.parent / "MANIFEST.json").read_text())["decoder.pth"]
+    assert entry["steps"] == 7 and entry["config"] == cfg and entry["note"] == "test run"
+    assert entry["final_losses"] == {"content": 2.5, "style": 1.0, "loss": 12.5}
+    assert entry["sha256"] == W.sha256(out)
+    assert torch.equal(W.load_decoder(out).state_dict()["0.weight"], dec.state_dict()["0.weight"])
