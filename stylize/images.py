@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+from stylize.files import atomic_write
+
+WRITE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+IMAGE_EXTS = WRITE_EXTS | {".gif"}  # read: GIFs give their first frame; not written (256 colours)
+ALPHA_EXTS = {".png", ".webp", ".tif", ".tiff"}  # formats that keep an alpha channel
 MIN_SIDE = 16  # below this the encoder's 1/8-size features are one or two pixels
+MAX_PIXELS = 100_000_000  # a 100 MP image is 1.2 GB as a float tensor; decoding stops before that
 
 
 class ImageError(Exception):
@@ -34,31 +40,75 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
-    """Float tensor (3, H, W); values are clamped to [0, 1]."""
+    """Float tensor (3, H, W), or (4, H, W) for RGBA; values are clamped to [0, 1]."""
     data = t.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu()
     return Image.fromarray(data.numpy())
 
 
-def load_image(path: str | Path) -> torch.Tensor:
-    """Decode an image file to an RGB tensor (3, H, W) in [0, 1], upright per its EXIF."""
+def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """Decode an image file to an RGB tensor (3, H, W) in [0, 1], upright per its EXIF.
+
+    Transparent areas are composited on white; with `keep_alpha` an image that has
+    transparency comes back as (4, H, W), its alpha as the fourth channel. Grayscale,
+    palette, CMYK and 16-bit images become RGB; an animated GIF gives its first frame.
+    Images over `max_pixels` (0: no limit) are refused before they are decoded.
+    """
     try:
-        with Image.open(path) as img:
+        with _pixel_limit_off(), Image.open(path) as img:
+            w, h = img.size
+            if max_pixels and w * h > max_pixels:
+                mp, limit = round(w * h / 1e6, 1), max_pixels / 1e6
+                raise ImageError(
+                    f"{path}: image is {w}x{h} ({mp:g} MP), over the limit of {limit:g} MP "
+                    "(--max-megapixels raises it, 0 lifts it)"
+                )
             img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                img = img.convert("RGBA")
-                white = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(white, img)  # transparent areas become white
-            tensor = pil_to_tensor(img)
+            tensor = _to_tensor(img, keep_alpha)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except PermissionError:
         raise ImageError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a folder, not an image") from None
+    except UnidentifiedImageError:
+        empty = os.path.isfile(path) and os.path.getsize(path) == 0
+        raise ImageError(
+            f"{path}: {'empty file (0 bytes)' if empty else 'cannot read image: not a known image format'}"
+        ) from None
     except Exception as e:  # PIL raises many kinds for broken files
-        raise ImageError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+        raise ImageError(f"{path}: cannot read image, truncated or corrupt ({type(e).__name__}: {e})") from None
     if min(tensor.shape[1:]) < MIN_SIDE:
         h, w = tensor.shape[1:]
         raise ImageError(f"{path}: image is {w}x{h}, smaller than the minimum side of {MIN_SIDE} px")
     return tensor
+
+
+@contextlib.contextmanager
+def _pixel_limit_off() -> Iterator[None]:
+    """Switch off Pillow's own decompression-bomb limit: load_image applies `max_pixels` instead."""
+    old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _to_tensor(img: Image.Image, keep_alpha: bool) -> torch.Tensor:
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit or float gray: convert("RGB") clips
+        scale = 1.0 if img.mode == "F" else 65535.0
+        gray = torch.from_numpy(np.asarray(img, dtype=np.float32) / scale).clamp_(0, 1)
+        return gray.expand(3, *gray.shape).contiguous()
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        rgb = pil_to_tensor(Image.alpha_composite(white, rgba))  # transparent areas become white
+        if keep_alpha:
+            alpha = torch.from_numpy(np.array(rgba.getchannel("A"))).float().div_(255)
+            return torch.cat([rgb, alpha[None]])
+        return rgb
+    return pil_to_tensor(img)
 
 
 def resize_short(img: torch.Tensor, size: int) -> torch.Tensor:
@@ -94,17 +144,13 @@ def save_image(img: torch.Tensor | Image.Image, path: str | Path, quality: int =
     """Write atomically: a temporary file beside `path`, then a rename."""
     path = Path(path)
     pil = img if isinstance(img, Image.Image) else tensor_to_pil(img)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fmt = Image.registered_extensions().get(path.suffix.lower())
-            if fmt is None:
-                raise ImageError(f"{path}: unknown image extension {path.suffix!r}")
-            pil.save(f, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unknown image extension {path.suffix!r}")
+    if pil.mode == "RGBA" and path.suffix.lower() not in ALPHA_EXTS:
+        raise ImageError(f"{path}: {fmt} cannot hold transparency; use png, webp or tiff")
+    with atomic_write(path) as f:
+        pil.save(f, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
 
 
 def make_grid(rows: list[list[torch.Tensor]], size: int, pad: int = 4) -> Image.Image:

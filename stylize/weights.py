@@ -15,7 +15,6 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from datetime import date
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from stylize.files import atomic_write
 from stylize.models import VGG_CONVS, Decoder, Encoder
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -56,14 +56,8 @@ def atomic_save(obj: object, path: str | Path) -> None:
     """torch.save to a temporary file beside `path`, then rename: a kill never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(obj, f)
 
 
 def fetch(url: str, sha: str | None = None) -> Path:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
+import struct
+import zlib
 from pathlib import Path
 
 import torch
@@ -33,3 +36,24 @@ def write_image(path: Path, h: int, w: int, seed: int) -> Path:
 def pil_size(path: Path) -> tuple[int, int]:
     with Image.open(path) as img:
         return img.size
+
+
+def png16_rgb(path: Path, rgb: tuple[int, int, int], h: int = 24, w: int = 32) -> Path:
+    """A 16-bit-per-channel RGB PNG (Pillow cannot write one), filled with one colour."""
+    row = b"\x00" + struct.pack(">3H", *rgb) * w
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(row * h)) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def jpeg_bytes() -> bytes:
+    """A small JPEG, as bytes, to cut or damage."""
+    buf = io.BytesIO()
+    tensor_to_pil(make_image(64, 64, 1)).save(buf, format="JPEG")
+    return buf.getvalue()

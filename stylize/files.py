@@ -1,0 +1,52 @@
+"""Atomic writes: a file appears under its name only once it is complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+TMP_SUFFIX = ".stylize-tmp"  # temporary files are named .NAME.PID.RANDOM.stylize-tmp
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+    """Open a temporary file beside `path` for writing; rename it to `path` when the block
+    ends. On any error, Ctrl-C or SIGTERM included, it is removed, so a reader never sees
+    half a file. (After SIGKILL it stays behind, hidden: see remove_stale_temps.)"""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files atomic_write left in `folder` when its process was killed
+    (SIGKILL, power loss): those whose writer's process id is no longer running."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        pid = tmp.name.removesuffix(TMP_SUFFIX).split(".")[-2]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
