@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import itertools
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from stylize.images import IMAGE_EXTS, ImageError, limit_long, list_images, load_image, resize_short, save_image
+from stylize.batch import Inputs, Report, find_inputs
+from stylize.files import remove_stale_temps
+from stylize.images import (
+    ALPHA_EXTS,
+    IMAGE_EXTS,
+    MAX_PIXELS,
+    WRITE_EXTS,
+    ImageError,
+    limit_long,
+    load_image,
+    resize_short,
+    save_image,
+)
 from stylize.stylizer import StyleStats, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
 
@@ -17,10 +34,14 @@ EXAMPLES = """examples:
   python infer.py --content photo.jpg --style painting.jpg                 # writes outputs/photo_stylized_painting.jpg
   python infer.py --content photo.jpg --style painting.jpg --alpha 0.6 --output out.png
   python infer.py --content photos/ --style paintings/ --output results/   # every photo x painting
+  python infer.py --content photos/ --style paintings/ --recursive --json > report.json
 
-Each style is encoded once per run. Existing outputs are kept (and reported as skipped)
-unless --overwrite is given. Unreadable inputs are reported at the end; the exit code is
-0 when every pair was written, 1 when some failed, 2 for a usage error."""
+Batches: each style is encoded once per run. Files that are not images are skipped and
+listed; existing outputs are kept (so a rerun resumes where a stopped one ended) unless
+--overwrite is given; every output is written to a temporary file and renamed, so an
+interrupted run never leaves half an image. Unreadable inputs are reported at the end with
+the reason. Exit code: 0 when every pair was written, 1 when some failed, 2 for a usage
+error (bad option, missing input, unwritable output folder, unusable weights)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,6 +87,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--crop", action="store_true", help="centre-crop contents and styles to squares")
     p.add_argument("--ext", default="jpg", help="output format for folder runs: jpg, png, webp... (default: jpg)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--recursive",
+        action="store_true",
+        help="also take the photos in --content's subfolders; the output keeps the same subfolders",
+    )
+    p.add_argument(
+        "--transparency",
+        choices=("white", "keep"),
+        default="white",
+        help="images with an alpha channel: composite on white (default), or keep: stylize on white and "
+        "give the output the input's alpha (needs png, webp or tiff output)",
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=MAX_PIXELS / 1e6,
+        help="refuse images over N megapixels before decoding them (they would need too much memory); "
+        f"0 for no limit (default: {MAX_PIXELS / 1e6:g})",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the report as JSON on stdout (problems still go to stderr)"
+    )
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1... (default: auto)")
     p.add_argument("--encoder", default=str(DEFAULT_ENCODER), help="encoder weights file or URL#sha256=HEX")
     p.add_argument(
@@ -76,19 +119,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0.0 <= args.alpha <= 1.0:
         p.error(f"--alpha must be between 0 and 1, got {args.alpha}")
-    if "." + args.ext.lower().lstrip(".") not in IMAGE_EXTS:
-        p.error(f"--ext {args.ext!r}: choose one of {', '.join(sorted(e[1:] for e in IMAGE_EXTS))}")
+    for name in ("content_size", "max_size", "style_size", "max_megapixels"):
+        if not getattr(args, name) >= 0:
+            p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    if "." + args.ext.lower().lstrip(".") not in WRITE_EXTS:
+        p.error(f"--ext {args.ext!r}: choose one of {', '.join(sorted(e[1:] for e in WRITE_EXTS))}")
     for name in ("content", "style"):
-        path = getattr(args, name)
-        if not path.exists():
-            p.error(f"--{name} {path}: no such file or folder")
-        if path.is_dir() and not list_images(path):
-            p.error(f"--{name} {path}: folder holds no images ({', '.join(sorted(IMAGE_EXTS))})")
+        if not getattr(args, name).exists():
+            p.error(f"--{name} {getattr(args, name)}: no such file or folder")
+    if output_folder(args) is None and args.output.suffix.lower() not in WRITE_EXTS:
+        p.error(f"--output {args.output}: unknown image extension; use one of {', '.join(sorted(WRITE_EXTS))}")
+    out_ext = "." + args.ext.lower().lstrip(".") if output_folder(args) else args.output.suffix.lower()
+    if args.transparency == "keep" and out_ext not in ALPHA_EXTS:
+        p.error(f"--transparency keep needs an output format with alpha ({', '.join(sorted(ALPHA_EXTS))})")
     return args
 
 
-def inputs(path: Path) -> list[Path]:
-    return list_images(path) if path.is_dir() else [path]
+class UsageError(Exception):
+    """A problem with the command line found after parsing it (exit code 2)."""
 
 
 def prepare(img: torch.Tensor, size: int, max_size: int, crop: bool) -> torch.Tensor:
@@ -100,62 +148,136 @@ def prepare(img: torch.Tensor, size: int, max_size: int, crop: bool) -> torch.Te
     return limit_long(img, max_size)
 
 
-def output_path(args: argparse.Namespace, content: Path, style: Path) -> Path:
-    name = f"{content.stem}_stylized_{style.stem}.{args.ext.lstrip('.')}"
-    single = args.content.is_file() and args.style.is_file()
-    if single and args.output is not None:
+def single_pair(args: argparse.Namespace) -> bool:
+    return args.content.is_file() and args.style.is_file()
+
+
+def output_folder(args: argparse.Namespace) -> Path | None:
+    """Where outputs go; None when --output names the file of a single pair."""
+    if single_pair(args) and args.output is not None and not args.output.is_dir():
+        return None
+    return args.output or Path("outputs")
+
+
+def output_path(args: argparse.Namespace, content_name: Path, style_name: Path) -> Path:
+    folder = output_folder(args)
+    if folder is None:
         return args.output
-    return (args.output or Path("outputs")) / name
+    return folder / content_name.parent / f"{content_name.name}_stylized_{style_name.name}.{args.ext.lstrip('.')}"
 
 
-def run(args: argparse.Namespace) -> int:
+def check_writable(folder: Path) -> None:
+    """Fail early, before any work, when the output folder cannot be made or written to."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"--output {folder}: cannot write there ({e.strerror or e})") from None
+
+
+def find_all(args: argparse.Namespace, report: Report) -> tuple[Inputs, Inputs]:
+    contents = find_inputs(args.content, args.recursive, exclude=output_folder(args))
+    styles = find_inputs(args.style)
+    for name, found in (("content", contents), ("style", styles)):
+        if not found.images:
+            exts = ", ".join(sorted(IMAGE_EXTS))
+            raise UsageError(f"--{name} {found.root}: folder holds no images ({exts})")
+        report.not_images += found.not_images
+        for folder, reason in found.unlistable:
+            report.fail(folder, f"cannot list folder ({reason})")
+    return contents, styles
+
+
+def run(args: argparse.Namespace, report: Report) -> None:
+    contents, styles = find_all(args, report)
+    todo = []  # (content, style, output), grouped by content
+    for content in contents.images:
+        for style in styles.images:
+            out = output_path(args, contents.names[content], styles.names[style])
+            if out.exists() and not args.overwrite:
+                report.existing.append(out)
+            else:
+                todo.append((content, style, out))
+    if not todo:
+        return
+    check_writable(output_folder(args) or args.output.parent)
+    for folder in {out.parent for _, _, out in todo if out.parent.is_dir()}:
+        remove_stale_temps(folder)  # left by a run killed with SIGKILL
     stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, args.device)
-    failed: list[str] = []
-    styles: list[tuple[Path, StyleStats]] = []
-    for path in inputs(args.style):  # each style is encoded once per run
-        try:
-            styles.append((path, stylizer.style_stats(prepare(load_image(path), args.style_size, 0, args.crop))))
-        except ImageError as e:
-            failed.append(str(e))
-    contents = inputs(args.content)
-    written = skipped = 0
-    bar = tqdm(total=len(contents) * len(styles), desc="stylize", unit="img", disable=len(contents) * len(styles) < 2)
-    for cpath in contents:
-        todo = [(s, st, output_path(args, cpath, s)) for s, st in styles]
-        todo = [(s, st, out) for s, st, out in todo if args.overwrite or not out.exists()]
-        skipped += len(styles) - len(todo)
-        bar.update(len(styles) - len(todo))
-        if not todo:
-            continue
-        try:
-            content = prepare(load_image(cpath), args.content_size, args.max_size, args.crop)
-        except ImageError as e:
-            failed.append(str(e))
-            bar.update(len(todo))
-            continue
-        for _, stats, out in todo:
+    max_pixels = int(args.max_megapixels * 1e6)
+    encoded: dict[Path, StyleStats | None] = {}  # each style is encoded once per run; None: failed
+
+    def style_stats(path: Path) -> StyleStats | None:
+        if path not in encoded:
             try:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                save_image(stylizer.stylize(content, stats, args.alpha), out)
-                written += 1
-            except (ImageError, OSError) as e:
-                failed.append(f"{out}: cannot write ({e})")
-            bar.update(1)
-    bar.close()
-    print(f"{written} written, {skipped} skipped (already there; --overwrite to redo), {len(failed)} failed")
-    for reason in failed:
-        print(f"  failed: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+                img = load_image(path, max_pixels=max_pixels)
+                encoded[path] = stylizer.style_stats(prepare(img, args.style_size, 0, args.crop))
+            except ImageError as e:
+                report.fail(path, e)
+                encoded[path] = None
+        return encoded[path]
+
+    with tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2) as bar:
+        for cpath, group in itertools.groupby(todo, key=lambda t: t[0]):
+            group = list(group)
+            try:
+                img = load_image(cpath, keep_alpha=args.transparency == "keep", max_pixels=max_pixels)
+                content = prepare(img, args.content_size, args.max_size, args.crop)
+            except ImageError as e:
+                report.fail(cpath, e)
+                bar.update(len(group))
+                continue
+            for _, spath, out in group:
+                bar.update(1)
+                if (stats := style_stats(spath)) is None:
+                    continue
+                try:
+                    rgb = stylizer.stylize(content[:3], stats, args.alpha)
+                except (torch.OutOfMemoryError, MemoryError):
+                    h, w = content.shape[1:]
+                    report.fail(cpath, f"out of memory at {w}x{h} px (a smaller --max-size needs less)")
+                    continue
+                if not write(torch.cat([rgb, content[3:]]), out, report):
+                    return
+                report.written.append((cpath, spath, out))
+
+
+def write(img: torch.Tensor, out: Path, report: Report) -> bool:
+    """Save atomically, recording a failure; False when the batch must stop (disk full)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(img, out)
+        return True
+    except ImageError as e:
+        report.fail(out, e)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            report.fail(out, "no space left on device (nothing partial was left)")
+            report.stopped = "the disk is full; free some space and rerun to do the rest"
+            return False
+        report.fail(out, f"cannot write ({e.strerror or e})")
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
+    for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 must not crash a report
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     args = parse_args(argv)
+    # SIGTERM takes Ctrl-C's path, so the output being written is removed, not left half done.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    report = Report()
     try:
-        code = run(args)
-    except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        code = 2
+        run(args, report)
+        code = report.exit_code
+    except (UsageError, WeightsError) as e:
+        print(f"stylize: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print("interrupted; finished outputs are kept, rerun to do the rest", file=sys.stderr)
+        report.stopped = "interrupted; finished outputs are kept, rerun to do the rest"
         code = 130
+    print(report.to_json() if args.json else report.summary())
+    if report.problems():
+        print(report.problems(), file=sys.stderr)
     raise SystemExit(code)
