@@ -19,7 +19,7 @@ from stylize.images import ImageError, list_images, load_image, resize_short
 
 class CropDataset(Dataset):
     def __init__(self, root: str | Path, image_size: int, crop_size: int, seed: int) -> None:
-        self.files = list_images(root, recursive=True)
+        self.root, self.files = root, list_images(root, recursive=True)
         if not self.files:
             raise FileNotFoundError(f"{root}: no images found (looked for jpg/png/webp/bmp/tiff, recursively)")
         self.image_size, self.crop_size, self.seed = image_size, crop_size, seed
@@ -53,7 +53,7 @@ class CropDataset(Dataset):
                 warnings.warn(f"skipping {e}", stacklevel=1)
                 continue
             return self._crop(resize_short(img, self.image_size), k)
-        raise RuntimeError("no readable images left in the training folder")
+        raise FileNotFoundError(f"{self.root}: none of the {len(self.files)} images can be read")
 
     def _crop(self, img: torch.Tensor, k: int) -> torch.Tensor:
         g = torch.Generator().manual_seed((self.seed << 40) + k)

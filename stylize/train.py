@@ -12,6 +12,7 @@ import contextlib
 import csv
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from stylize.config import ConfigError, TrainConfig, load_config, to_dict
 from stylize.data import CropDataset, endless_batches
+from stylize.files import atomic_write, remove_stale_temps
 from stylize.images import ImageError, center_crop, list_images, load_image, make_grid, resize_short
 from stylize.losses import content_loss, style_loss
 from stylize.models import Decoder, Encoder, adain, mean_std
@@ -38,6 +40,13 @@ def losses(
     return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, style_taps)
 
 
+CHECKPOINT_KEYS = {"decoder", "optimizer", "step", "rng", "cuda_rng"}
+
+
+class CheckpointError(Exception):
+    """A run folder whose checkpoints are all damaged."""
+
+
 class Run:
     """A training run's files: checkpoints, log and sample grids under `cfg.out_dir`."""
 
@@ -45,6 +54,7 @@ class Run:
         self.dir = Path(cfg.out_dir)
         self.ckpt, self.prev = self.dir / "checkpoint.pt", self.dir / "checkpoint_prev.pt"
         (self.dir / "samples").mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.dir)  # half-written checkpoints of a run killed with SIGKILL
 
     def save(self, decoder: Decoder, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
         state = {
@@ -61,15 +71,35 @@ class Run:
         atomic_save(decoder.state_dict(), self.dir / "decoder.pth")
 
     def load(self) -> dict | None:
-        """The newest readable checkpoint, or None for a fresh run."""
-        for path in (self.ckpt, self.prev):
-            if not path.exists():
-                continue
+        """The newest readable checkpoint, or None for a fresh run (no checkpoint at all)."""
+        found = [path for path in (self.ckpt, self.prev) if path.exists()]
+        for path in found:
             try:
-                return torch.load(path, map_location="cpu", weights_only=True)
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as e:
                 tqdm.write(f"warning: {path} is unreadable ({type(e).__name__}); trying an older checkpoint")
+                continue
+            if isinstance(ckpt, dict) and CHECKPOINT_KEYS <= set(ckpt):
+                return ckpt
+            tqdm.write(f"warning: {path} is not a training checkpoint; trying an older checkpoint")
+        if found:  # starting afresh would overwrite them: let a person decide
+            raise CheckpointError(
+                f"{self.dir}: no usable checkpoint ({', '.join(p.name for p in found)} damaged); "
+                "move them away to start this run afresh"
+            )
         return None
+
+    def trim_log(self, step: int) -> None:
+        """Drop log rows after `step`, and a half-written last row: after a kill, the steps
+        past the last checkpoint are done again and logged again."""
+        path = self.dir / "log.csv"
+        if not path.exists():
+            return
+        header, *rows = path.read_text().splitlines(keepends=True) or [""]
+        keep = [r for r in rows if r.endswith("\n") and r.split(",")[0].isdigit() and int(r.split(",")[0]) <= step]
+        if keep != rows:
+            with atomic_write(path) as f:
+                f.write("".join([header, *keep]).encode())
 
     def log(self, row: dict[str, float]) -> None:
         path = self.dir / "log.csv"
@@ -81,16 +111,42 @@ class Run:
             w.writerow(row)
 
 
+class StopSignals:
+    """Turn SIGINT (Ctrl-C) and SIGTERM (a scheduler stopping the job) into a request that the
+    training loop honours between steps, so a signal never cuts a checkpoint in half. A second
+    signal has its usual effect at once."""
+
+    def __init__(self) -> None:
+        self.signal = 0
+        self._old: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():  # only it can catch signals
+            self._old = {s: signal.signal(s, self._request) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore(self) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.signal = signum
+        tqdm.write(f"{signal.Signals(signum).name}: stopping after this step (again to stop at once)")
+        self.restore()
+
+
 def sample_pairs(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed, evenly spaced content and style images for the sample grids."""
 
     def pick(folder: str) -> torch.Tensor:
         files = list_images(folder, recursive=True)
         imgs = []
-        for f in files[:: max(1, len(files) // cfg.sample_pairs)]:
+        spread = files[:: max(1, len(files) // cfg.sample_pairs)]
+        for f in dict.fromkeys(spread + files):  # evenly spaced, then any readable ones
             with contextlib.suppress(ImageError):  # the data loader warns about these
                 imgs.append(center_crop(resize_short(load_image(f), cfg.sample_size), cfg.sample_size))
-        return torch.stack(imgs[: cfg.sample_pairs])
+            if len(imgs) == cfg.sample_pairs:
+                break
+        if not imgs:
+            raise FileNotFoundError(f"{folder}: none of the {len(files)} images can be read")
+        return torch.stack(imgs)
 
     return pick(cfg.content_dir), pick(cfg.style_dir)
 
@@ -121,6 +177,7 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_rng_state(ckpt["rng"])
         if ckpt["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        run.trim_log(start)
         tqdm.write(f"resuming {run.ckpt.parent} at step {start}")
     if start >= cfg.steps:
         tqdm.write(f"{run.dir}: already trained {start} of {cfg.steps} steps")
@@ -134,10 +191,8 @@ def train(cfg: TrainConfig) -> Path:
     )
     pairs = sample_pairs(cfg)
     use_amp = cfg.amp and device.type == "cuda"
-    # SIGTERM (e.g. a scheduler stopping the job) takes the same path as Ctrl-C: checkpoint, exit.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-    done = start
+    stop = StopSignals()
+    done = saved = start
     bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
     t0 = time.time()
     try:
@@ -169,11 +224,17 @@ def train(cfg: TrainConfig) -> Path:
                 save_samples(encoder, decoder, pairs, run.dir / "samples" / f"step_{done:06d}.png")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 run.save(decoder, opt, done, cfg)
+                saved = done
+            if stop.signal:  # between steps: the model and its checkpoint are whole
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
-        run.save(decoder, opt, done, cfg)
+        if saved != done:
+            run.save(decoder, opt, done, cfg)
         tqdm.write(f"interrupted: checkpoint at step {done} in {run.ckpt}; rerun the same command to resume")
         raise SystemExit(130) from None
+    finally:
+        stop.restore()
     bar.close()
     return run.dir / "decoder.pth"
 
@@ -198,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cfg = load_config(args.config, args.overrides)
         out = train(cfg)
-    except (ConfigError, WeightsError, FileNotFoundError) as e:
+    except (ConfigError, WeightsError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(f"decoder: {out}")

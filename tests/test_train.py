@@ -1,4 +1,9 @@
 import csv
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -97,3 +102,80 @@ def test_empty_data_folder_is_a_clear_error(smoke, tmp_path, capsys):
                 "--set", f"content_dir={tmp_path / 'nothing'}", "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
     assert exit_info.value.code == 2
     assert "no images found" in capsys.readouterr().err
+
+
+def train_command(cfg_dir, image_dirs, encoder_path, steps: int) -> list[str]:
+    content, style = image_dirs
+    sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}", f"out_dir={cfg_dir}",
+            f"steps={steps}", "checkpoint_every=2", "sample_every=1000", "threads=1"]  # fmt: skip
+    return [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "smoke.yaml")] + [
+        arg for s in sets for arg in ("--set", s)
+    ]
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    end = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, f"training ended early: {proc.communicate()}"
+        assert time.time() < end, "timed out"
+        time.sleep(0.05)
+
+
+def logged_steps(out) -> int:
+    path = out / "log.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def test_sigterm_then_sigkill_then_resume_to_the_end(tmp_path, image_dirs, encoder_path):
+    """A scheduler's SIGTERM writes a checkpoint and exits; after a SIGKILL a rerun resumes
+    from the last checkpoint and finishes, with one log row per step and no temporary files."""
+    out, steps = tmp_path / "run", 24
+    cmd = train_command(out, image_dirs, encoder_path, steps)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (out / "checkpoint.pt").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    text = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130 and "interrupted: checkpoint at step" in text, text
+    first = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert 0 < first < steps
+
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: logged_steps(out) >= first + 3, proc)  # so a checkpoint after `first` is written
+    proc.kill()  # SIGKILL: no chance to save anything
+    text = proc.communicate(timeout=60)[0]
+    assert proc.returncode == -signal.SIGKILL and f"resuming {out} at step {first}" in text, text
+    killed_at = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert first < killed_at < steps
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {out} at step {killed_at}" in done.stderr + done.stdout
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == steps
+    assert [int(r["step"]) for r in csv.DictReader(open(out / "log.csv"))] == list(range(1, steps + 1))
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(smoke, capsys):
+    cfg = smoke("steps=2")
+    T.train(cfg)
+    T.Run(cfg).ckpt.write_bytes(b"garbage")
+    torch.save({"conv.weight": torch.zeros(1)}, T.Run(cfg).prev)  # readable, but not a checkpoint
+    with pytest.raises(T.CheckpointError, match="no usable checkpoint"):
+        T.Run(cfg).load()
+    err = capsys.readouterr()
+    assert "checkpoint.pt is unreadable" in err.out + err.err
+    assert "checkpoint_prev.pt is not a training checkpoint" in err.out + err.err
+
+
+def test_data_folder_with_only_broken_images_is_a_clear_error(smoke, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.jpg").write_bytes(b"")
+    (bad / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(SystemExit) as exit_info:
+        T.main(["--config", str(ROOT / "configs" / "smoke.yaml"), "--set", f"content_dir={bad}",
+                "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert f"{bad}: none of the 2 images can be read" in capsys.readouterr().err
