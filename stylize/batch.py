@@ -85,7 +85,7 @@ class Report:
         skipped = len(self.existing) + len(self.not_images)
         line = f"{len(self.written)} written, {skipped} skipped, {len(self.failed)} failed"
         if self.existing:
-            line += f" ({len(self.existing)} outputs were already there: kept; --overwrite redoes them)"
+            line += f" ({len(self.existing)} already there: kept, --overwrite redoes them)"
         return line
 
     def problems(self) -> str:

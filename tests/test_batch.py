@@ -149,7 +149,7 @@ def test_text_summary_and_exit_code_0(run, image_dirs, tmp_path):
     assert code == 0 and out.startswith("4 written, 1 skipped, 0 failed")
     assert f"skipped (not an image): {content / 'notes.txt'}" in err
     code, out, _ = run("--content", content, "--style", style, "--output", tmp_path / "o")
-    assert code == 0 and out.startswith("0 written, 5 skipped, 0 failed (4 outputs were already there")
+    assert code == 0 and out.startswith("0 written, 5 skipped, 0 failed (4 already there: kept")
     assert not (tmp_path / "o" / "sub").exists()  # subfolders only with --recursive
 
 
