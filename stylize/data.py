@@ -14,14 +14,16 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from stylize.images import ImageError, list_images, load_image, resize_short
+from stylize.images import IMAGE_EXTS, ImageError, list_images, load_image, resize_short
 
 
 class CropDataset(Dataset):
     def __init__(self, root: str | Path, image_size: int, crop_size: int, seed: int) -> None:
         self.root, self.files = root, list_images(root, recursive=True)
         if not self.files:
-            raise FileNotFoundError(f"{root}: no images found (looked for jpg/png/webp/bmp/tiff, recursively)")
+            raise FileNotFoundError(
+                f"{root}: no images found (looked for {', '.join(sorted(IMAGE_EXTS))}, recursively)"
+            )
         self.image_size, self.crop_size, self.seed = image_size, crop_size, seed
         self.bad: set[Path] = set()
         self._epoch, self._perm = -1, []
