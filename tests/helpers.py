@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import math
 import struct
 import zlib
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -57,3 +59,16 @@ def jpeg_bytes() -> bytes:
     buf = io.BytesIO()
     tensor_to_pil(make_image(64, 64, 1)).save(buf, format="JPEG")
     return buf.getvalue()
+
+
+def refuse_open(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Make `path` unreadable: chmod for a normal user; root reads anyway, so refuse the open too."""
+    path.chmod(0)
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)

@@ -1,6 +1,5 @@
 """Batches on messy folders: every good output, a clear reason for every bad input, resumable."""
 
-import builtins
 import errno
 import json
 import os
@@ -9,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from helpers import jpeg_bytes, make_image, pil_size, png16_rgb, write_image
+from helpers import jpeg_bytes, make_image, pil_size, png16_rgb, refuse_open, write_image
 from PIL import Image
 
 from stylize import cli
@@ -31,19 +30,6 @@ def run(encoder_path, decoder_path, capsys):
         return exit_info.value.code, out.out, out.err
 
     return invoke
-
-
-def refuse_open(monkeypatch, path):
-    """Make `path` unreadable: chmod for a normal user; root reads anyway, so refuse the open too."""
-    path.chmod(0)
-    real_open = builtins.open
-
-    def guarded(file, *args, **kwargs):
-        if str(file) == str(path):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", guarded)
 
 
 def files_under(folder):

@@ -1,6 +1,5 @@
 """Decoding images as people have them, and failing clearly on the ones that cannot be used."""
 
-import builtins
 import random
 import subprocess
 import sys
@@ -8,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import jpeg_bytes, make_image, png16_rgb, write_image
+from helpers import jpeg_bytes, make_image, png16_rgb, refuse_open, write_image
 from PIL import Image
 
 from stylize.files import TMP_SUFFIX, atomic_write, remove_stale_temps
@@ -110,15 +109,7 @@ def test_too_small_too_big_missing_and_folders(tmp_path):
 
 def test_unreadable_permissions(tmp_path, monkeypatch):
     path = write_image(tmp_path / "locked.png", 24, 24, 0)
-    path.chmod(0)  # enough for a normal user; root reads anyway, so refuse the open as the OS would
-    real_open = builtins.open
-
-    def guarded(file, *args, **kwargs):
-        if str(file) == str(path):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", guarded)
+    refuse_open(monkeypatch, path)
     with pytest.raises(ImageError, match="locked.png: permission denied"):
         load_image(path)
 
