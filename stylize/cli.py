@@ -182,7 +182,10 @@ def find_all(args: argparse.Namespace, report: Report) -> tuple[Inputs, Inputs]:
     for name, found in (("content", contents), ("style", styles)):
         if not found.images:
             exts = ", ".join(sorted(IMAGE_EXTS))
-            raise UsageError(f"--{name} {found.root}: folder holds no images ({exts})")
+            why = (
+                f"cannot list it ({found.unlistable[0][1]})" if found.unlistable else f"folder holds no images ({exts})"
+            )
+            raise UsageError(f"--{name} {found.root}: {why}")
         report.not_images += found.not_images
         for folder, reason in found.unlistable:
             report.fail(folder, f"cannot list folder ({reason})")

@@ -229,7 +229,7 @@ def train(cfg: TrainConfig) -> Path:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
-        if saved != done:
+        if saved != done or not run.ckpt.exists():
             run.save(decoder, opt, done, cfg)
         tqdm.write(f"interrupted: checkpoint at step {done} in {run.ckpt}; rerun the same command to resume")
         raise SystemExit(130) from None

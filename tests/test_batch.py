@@ -139,6 +139,25 @@ def test_text_summary_and_exit_code_0(run, image_dirs, tmp_path):
     assert not (tmp_path / "o" / "sub").exists()  # subfolders only with --recursive
 
 
+def test_unreadable_subfolder_is_reported_and_the_rest_done(run, image_dirs, tmp_path, monkeypatch):
+    content, style = image_dirs
+    write_image(content / "locked" / "d.png", 40, 40, 5)
+    real_scandir = os.scandir
+
+    def guarded(path="."):
+        if str(path) in (str(content / "locked"), str(tmp_path / "lockedstyles")):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded)  # root lists any folder, so refuse it as the OS would
+    code, out, err = run("--content", content, "--style", style, "--output", tmp_path / "o", "--recursive")
+    assert code == 1 and out.startswith("6 written, 0 skipped, 1 failed")
+    assert f"failed: {content / 'locked'}: cannot list folder (Permission denied)" in err
+    (tmp_path / "lockedstyles").mkdir()
+    code, _, err = run("--content", content, "--style", tmp_path / "lockedstyles")
+    assert code == 2 and "lockedstyles: cannot list it (Permission denied)" in err
+
+
 def test_output_folder_inside_the_input_is_not_read_back(run, image_dirs):
     content, style = image_dirs
     args = ("--content", content, "--style", style, "--output", content / "stylized", "--recursive", "--ext", "png")
