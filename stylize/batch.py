@@ -53,12 +53,17 @@ def find_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
 
 def output_names(files: list[Path], root: Path) -> dict[Path, Path]:
     """Each file's path under `root` without its extension; where two files in one folder
-    share a stem (a.jpg and a.png) the extension is kept in the name (a_jpg, a_png)."""
-    stems = Counter(f.with_suffix("") for f in files)
+    share a stem (a.jpg and a.png; A.jpg and a.png too, for case-insensitive disks) the
+    extension is kept in the name (a_jpg, a_png)."""
+
+    def key(f: Path) -> str:
+        return f.with_suffix("").as_posix().lower()
+
+    stems = Counter(key(f) for f in files)
     names = {}
     for f in files:
         rel = f.relative_to(root).with_suffix("")
-        names[f] = rel if stems[f.with_suffix("")] == 1 else rel.with_name(f"{rel.name}_{f.suffix[1:].lower()}")
+        names[f] = rel if stems[key(f)] == 1 else rel.with_name(f"{rel.name}_{f.suffix[1:].lower()}")
     return names
 
 

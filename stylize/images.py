@@ -62,7 +62,8 @@ def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX
                     f"{path}: image is {w}x{h} ({mp:g} MP), over the limit of {limit:g} MP "
                     "(--max-megapixels raises it, 0 lifts it)"
                 )
-            img = ImageOps.exif_transpose(img)
+            with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored
+                img = ImageOps.exif_transpose(img)
             tensor = _to_tensor(img, keep_alpha)
     except ImageError:
         raise

@@ -50,6 +50,8 @@ def make_messy_folder(root, monkeypatch):
     keep("plain.jpg", picture)
     keep("same.jpg", picture)  # same stem, two formats: both kept, apart
     keep("same.png", picture)
+    keep("Case.jpg", picture)  # apart from case.png on case-insensitive disks too
+    keep("case.png", picture)
     keep("trip one/x.png", picture)  # same name in two subfolders
     keep("trip two/x.png", picture)
     keep("Ferien ☀/café 写真.png", picture)
@@ -102,8 +104,8 @@ def test_messy_folder_gives_every_good_output_a_reason_for_every_bad_one_and_res
     code, stdout, stderr = run(*args)
     assert code == 1
     report = json.loads(stdout)
-    names = ["plain", "same_jpg", "same_png", "trip one/x", "trip two/x", "Ferien ☀/café 写真", "gray", "palette",
-             "cmyk", "rgba", "deep16", "rotated", "anim"]  # fmt: skip
+    names = ["plain", "same_jpg", "same_png", "Case_jpg", "case_png", "trip one/x", "trip two/x",
+             "Ferien ☀/café 写真", "gray", "palette", "cmyk", "rgba", "deep16", "rotated", "anim"]  # fmt: skip
     outputs = sorted(f"{name}_stylized_s.png" for name in names)
     assert len(outputs) == len(good)
     assert files_under(out) == outputs  # every good image, nothing else: no temporary files
