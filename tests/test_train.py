@@ -179,3 +179,15 @@ def test_data_folder_with_only_broken_images_is_a_clear_error(smoke, tmp_path, c
                 "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
     assert exit_info.value.code == 2
     assert f"{bad}: none of the 2 images can be read" in capsys.readouterr().err
+
+
+def test_resume_drops_log_rows_past_the_checkpoint(smoke, tmp_path):
+    cfg = smoke("steps=4")
+    T.train(cfg)
+    log = tmp_path / "run" / "log.csv"
+    header, *rows = log.read_text().splitlines(keepends=True)
+    log.write_text(header + "".join(rows) + "5,0.001,1.0,1")  # steps a SIGKILL cut short, half a row
+    T.Run(cfg).trim_log(2)
+    assert [int(r["step"]) for r in csv.DictReader(open(log))] == [1, 2]
+    T.Run(cfg).trim_log(2)  # nothing more to drop: the file is left alone
+    assert [int(r["step"]) for r in csv.DictReader(open(log))] == [1, 2]
