@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from stylize.distributed import Dist, device_for, gather, process_group, shard
 from stylize.images import IMAGE_EXTS, ImageError, limit_long, list_images, load_image, resize_short, save_image
 from stylize.stylizer import StyleStats, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
@@ -20,7 +21,11 @@ EXAMPLES = """examples:
 
 Each style is encoded once per run. Existing outputs are kept (and reported as skipped)
 unless --overwrite is given. Unreadable inputs are reported at the end; the exit code is
-0 when every pair was written, 1 when some failed, 2 for a usage error."""
+0 when every pair was written, 1 when some failed, 2 for a usage error.
+
+Under torchrun (torchrun --nproc-per-node N infer.py --content photos/ ...) the sorted
+content x style pairs are split between the processes, each writes its own share, and
+rank 0 prints one summary for the whole run."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -108,32 +113,37 @@ def output_path(args: argparse.Namespace, content: Path, style: Path) -> Path:
     return (args.output or Path("outputs")) / name
 
 
-def run(args: argparse.Namespace) -> int:
-    stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, args.device)
+def run(args: argparse.Namespace, d: Dist | None = None) -> int:
+    d = d or Dist()  # one process unless torchrun says otherwise
+    stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, device_for(args.device, d))
+    contents, style_files = inputs(args.content), inputs(args.style)
+    # Under torchrun each process does its own contiguous share of the sorted pairs.
+    mine = set(shard([(c, s) for c in contents for s in style_files], d))
     failed: list[str] = []
     styles: list[tuple[Path, StyleStats]] = []
-    for path in inputs(args.style):  # each style is encoded once per run
+    needed = {s for _, s in mine}
+    for path in (s for s in style_files if s in needed):  # each style is encoded once per run (and process)
         try:
             styles.append((path, stylizer.style_stats(prepare(load_image(path), args.style_size, 0, args.crop))))
         except ImageError as e:
             failed.append(str(e))
-    contents = inputs(args.content)
     written = skipped = 0
-    bar = tqdm(total=len(contents) * len(styles), desc="stylize", unit="img", disable=len(contents) * len(styles) < 2)
+    total = sum((c, s) in mine for c in contents for s, _ in styles)
+    bar = tqdm(total=total, desc="stylize", unit="img", disable=total < 2 or not d.is_main)
     for cpath in contents:
-        todo = [(s, st, output_path(args, cpath, s)) for s, st in styles]
-        todo = [(s, st, out) for s, st, out in todo if args.overwrite or not out.exists()]
-        skipped += len(styles) - len(todo)
-        bar.update(len(styles) - len(todo))
-        if not todo:
+        todo = [(s, st, output_path(args, cpath, s)) for s, st in styles if (cpath, s) in mine]
+        ready = [(s, st, out) for s, st, out in todo if args.overwrite or not out.exists()]
+        skipped += len(todo) - len(ready)
+        bar.update(len(todo) - len(ready))
+        if not ready:
             continue
         try:
             content = prepare(load_image(cpath), args.content_size, args.max_size, args.crop)
         except ImageError as e:
             failed.append(str(e))
-            bar.update(len(todo))
+            bar.update(len(ready))
             continue
-        for _, stats, out in todo:
+        for _, stats, out in ready:
             try:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 save_image(stylizer.stylize(content, stats, args.alpha), out)
@@ -142,16 +152,28 @@ def run(args: argparse.Namespace) -> int:
                 failed.append(f"{out}: cannot write ({e})")
             bar.update(1)
     bar.close()
-    print(f"{written} written, {skipped} skipped (already there; --overwrite to redo), {len(failed)} failed")
-    for reason in failed:
-        print(f"  failed: {reason}", file=sys.stderr)
-    return 1 if failed else 0
+    written, skipped, failed = merge(gather((written, skipped, failed), d))
+    if d.is_main:
+        print(f"{written} written, {skipped} skipped (already there; --overwrite to redo), {len(failed)} failed")
+        for reason in failed:
+            print(f"  failed: {reason}", file=sys.stderr)
+    # Rank 0 alone reports the failures in its exit code: torchrun stops the other processes as
+    # soon as one fails, which could cut rank 0 off before it prints the summary.
+    return 1 if failed and d.is_main else 0
+
+
+def merge(results: list[tuple[int, int, list[str]]]) -> tuple[int, int, list[str]]:
+    """One summary from the processes' (written, skipped, failures), in rank order. An input
+    that failed on several processes (a style, or a content whose pairs were split) counts once."""
+    failed = dict.fromkeys(reason for _, _, reasons in results for reason in reasons)
+    return sum(r[0] for r in results), sum(r[1] for r in results), list(failed)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        code = run(args)
+        with process_group("gloo") as d:  # under torchrun; gloo carries the summary from CPU or GPU
+            code = run(args, d)
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
