@@ -45,11 +45,12 @@ def from_env() -> Dist:
 
 
 def device_for(name: str, d: Dist) -> torch.device:
-    """`pick_device(name)`, except that under torchrun each process on a machine gets its own GPU."""
+    """`pick_device(name)`, except that under torchrun each process on a machine gets its own GPU
+    (round robin when there are more processes than GPUs; `cuda:N` pins them all to one)."""
     device = pick_device(name)
-    if d.enabled and device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", d.local_rank)
-    if device.type == "cuda":
+    if d.enabled and device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", d.local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)  # NCCL and the object collectives use the current device
     return device
 
