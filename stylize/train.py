@@ -51,7 +51,9 @@ class Run:
         self.ckpt, self.prev = self.dir / "checkpoint.pt", self.dir / "checkpoint_prev.pt"
         (self.dir / "samples").mkdir(parents=True, exist_ok=True)
 
-    def save(self, decoder: Decoder, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, world_size: int) -> None:
+    def save(
+        self, decoder: Decoder, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, world_size: int = 1
+    ) -> None:
         state = {
             "decoder": decoder.state_dict(),
             "optimizer": opt.state_dict(),
