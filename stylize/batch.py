@@ -77,6 +77,18 @@ class Report:
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (file, reason)
     stopped: str = ""  # why the batch ended early (disk full, interrupted), if it did
 
+    @classmethod
+    def merge(cls, reports: list[Report]) -> Report:
+        """One report from those of several processes (torchrun), in rank order. An input that
+        failed on several processes (a style, or a content whose pairs were split) counts once."""
+        return cls(
+            written=[w for r in reports for w in r.written],
+            existing=[e for r in reports for e in r.existing],
+            not_images=[n for r in reports for n in r.not_images],
+            failed=list(dict.fromkeys(f for r in reports for f in r.failed)),
+            stopped=next((r.stopped for r in reports if r.stopped), ""),
+        )
+
     def fail(self, path: Path, error: Exception | str) -> None:
         """Record a failure; the reason drops the path an ImageError message starts with."""
         reason = str(error).removeprefix(f"{path}: ")

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from stylize.batch import Inputs, Report, find_inputs
+from stylize.distributed import Dist, device_for, gather, process_group, shard
 from stylize.files import remove_stale_temps
 from stylize.images import (
     ALPHA_EXTS,
@@ -41,7 +42,11 @@ listed; existing outputs are kept (so a rerun resumes where a stopped one ended)
 --overwrite is given; every output is written to a temporary file and renamed, so an
 interrupted run never leaves half an image. Unreadable inputs are reported at the end with
 the reason. Exit code: 0 when every pair was written, 1 when some failed, 2 for a usage
-error (bad option, missing input, unwritable output folder, unusable weights)."""
+error (bad option, missing input, unwritable output folder, unusable weights).
+
+Under torchrun (torchrun --nproc-per-node N infer.py --content photos/ ...) the sorted
+content x style pairs are split between the processes, each writes its own share, and
+rank 0 prints one summary for the whole run."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -176,7 +181,7 @@ def check_writable(folder: Path) -> None:
         raise UsageError(f"--output {folder}: cannot write there ({e.strerror or e})") from None
 
 
-def find_all(args: argparse.Namespace, report: Report) -> tuple[Inputs, Inputs]:
+def find_all(args: argparse.Namespace, report: Report, d: Dist) -> tuple[Inputs, Inputs]:
     contents = find_inputs(args.content, args.recursive, exclude=output_folder(args))
     styles = find_inputs(args.style)
     for name, found in (("content", contents), ("style", styles)):
@@ -186,28 +191,30 @@ def find_all(args: argparse.Namespace, report: Report) -> tuple[Inputs, Inputs]:
                 f"cannot list it ({found.unlistable[0][1]})" if found.unlistable else f"folder holds no images ({exts})"
             )
             raise UsageError(f"--{name} {found.root}: {why}")
-        report.not_images += found.not_images
-        for folder, reason in found.unlistable:
-            report.fail(folder, f"cannot list folder ({reason})")
+        if d.is_main:  # reported once, not by every process
+            report.not_images += found.not_images
+            for folder, reason in found.unlistable:
+                report.fail(folder, f"cannot list folder ({reason})")
     return contents, styles
 
 
-def run(args: argparse.Namespace, report: Report) -> None:
-    contents, styles = find_all(args, report)
+def run(args: argparse.Namespace, report: Report, d: Dist | None = None) -> None:
+    d = d or Dist()  # one process unless torchrun says otherwise
+    contents, styles = find_all(args, report, d)
     todo = []  # (content, style, output), grouped by content
-    for content in contents.images:
-        for style in styles.images:
-            out = output_path(args, contents.names[content], styles.names[style])
-            if out.exists() and not args.overwrite:
-                report.existing.append(out)
-            else:
-                todo.append((content, style, out))
+    # Under torchrun each process does its own contiguous share of the sorted pairs.
+    for content, style in shard([(c, s) for c in contents.images for s in styles.images], d):
+        out = output_path(args, contents.names[content], styles.names[style])
+        if out.exists() and not args.overwrite:
+            report.existing.append(out)
+        else:
+            todo.append((content, style, out))
     if not todo:
         return
     check_writable(output_folder(args) or args.output.parent)
     for folder in {out.parent for _, _, out in todo if out.parent.is_dir()}:
         remove_stale_temps(folder)  # left by a run killed with SIGKILL
-    stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, args.device)
+    stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, device_for(args.device, d))
     max_pixels = int(args.max_megapixels * 1e6)
     encoded: dict[Path, StyleStats | None] = {}  # each style is encoded once per run; None: failed
 
@@ -221,7 +228,7 @@ def run(args: argparse.Namespace, report: Report) -> None:
                 encoded[path] = None
         return encoded[path]
 
-    with tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2) as bar:
+    with tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2 or not d.is_main) as bar:
         for cpath, group in itertools.groupby(todo, key=lambda t: t[0]):
             group = list(group)
             try:
@@ -272,7 +279,13 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     report = Report()
     try:
-        run(args, report)
+        with process_group("gloo") as d:  # under torchrun; gloo carries the summary from CPU or GPU
+            run(args, report, d)
+            report = Report.merge(gather(report, d))
+        # Rank 0 alone reports failures in its exit code and prints: torchrun stops the other
+        # processes as soon as one fails, which could cut rank 0 off before the summary.
+        if not d.is_main:
+            raise SystemExit(0)
         code = report.exit_code
     except (UsageError, WeightsError) as e:
         print(f"stylize: error: {e}", file=sys.stderr)

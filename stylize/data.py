@@ -2,7 +2,8 @@
 
 Sample k of a run is a pure function of (seed, k): which file (a fresh permutation per
 pass over the folder) and where to crop. Resuming at step s just starts the sampler at
-k = s * batch_size, so a resumed run sees exactly the data an unbroken run would.
+k = s * batch_size, so a resumed run sees exactly the data an unbroken run would; under
+torchrun each process takes its own slice of every step's samples.
 """
 
 from __future__ import annotations
@@ -67,23 +68,37 @@ class CropDataset(Dataset):
 
 
 class CountingSampler(Sampler[int]):
-    """Yields start, start + 1, ... forever: the sample numbers of an endless run."""
+    """The sample numbers of an endless run from `start_step`, for process `rank` of `world_size`.
 
-    def __init__(self, start: int = 0) -> None:
-        self.start = start
+    Step s uses samples s * B ... s * B + B - 1, B the global batch. Process r takes its slice
+    of b = B / world_size of them, so the processes of one step see together exactly the batch
+    a single process would, and a run can resume with a different number of processes.
+    """
+
+    def __init__(self, start_step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        self.start_step, self.batch_size = start_step, batch_size
+        self.per_rank = batch_size // world_size
+        self.offset = rank * self.per_rank
 
     def __iter__(self) -> Iterator[int]:
-        k = self.start
+        step = self.start_step
         while True:
-            yield k
-            k += 1
+            first = step * self.batch_size + self.offset
+            yield from range(first, first + self.per_rank)
+            step += 1
 
 
-def endless_batches(dataset: CropDataset, batch_size: int, start_step: int, num_workers: int) -> Iterator[torch.Tensor]:
+def endless_batches(
+    dataset: CropDataset, batch_size: int, start_step: int, num_workers: int, rank: int = 0, world_size: int = 1
+) -> Iterator[torch.Tensor]:
+    """This process's share of each step's batch of `batch_size` (the global batch)."""
+    sampler = CountingSampler(start_step, batch_size, rank, world_size)
     loader = DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=CountingSampler(start_step * batch_size),
+        batch_size=sampler.per_rank,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,

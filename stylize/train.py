@@ -3,6 +3,11 @@
 A run lives in `out_dir`: checkpoint.pt (and checkpoint_prev.pt) to resume from, log.csv
 with the losses, samples/step_NNNNNN.png grids of fixed content | style | output rows,
 and decoder.pth, the decoder alone, written at every checkpoint.
+
+Under torchrun (`torchrun --nproc-per-node N train.py --config ...`) every process trains a
+DistributedDataParallel copy of the decoder on its own slice of each step's batch; `batch_size`
+is the global batch, so the run follows the same steps as one process would. Rank 0 alone
+reads and writes the run's files.
 """
 
 from __future__ import annotations
@@ -21,16 +26,16 @@ from tqdm import tqdm
 
 from stylize.config import ConfigError, TrainConfig, load_config, to_dict
 from stylize.data import CropDataset, endless_batches
+from stylize.distributed import Dist, broadcast, device_for, from_env, mean, process_group
 from stylize.files import atomic_write, remove_stale_temps
 from stylize.images import ImageError, center_crop, list_images, load_image, make_grid, resize_short
 from stylize.losses import content_loss, style_loss
 from stylize.models import Decoder, Encoder, adain, mean_std
-from stylize.stylizer import pick_device
 from stylize.weights import WeightsError, atomic_save, load_decoder, load_encoder
 
 
 def losses(
-    encoder: Encoder, decoder: Decoder, content: torch.Tensor, style: torch.Tensor
+    encoder: Encoder, decoder: torch.nn.Module, content: torch.Tensor, style: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(content loss, style loss) of decoding the AdaIN target of a batch of pairs."""
     with torch.no_grad():
@@ -56,7 +61,9 @@ class Run:
         (self.dir / "samples").mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.dir)  # half-written checkpoints of a run killed with SIGKILL
 
-    def save(self, decoder: Decoder, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    def save(
+        self, decoder: Decoder, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, world_size: int = 1
+    ) -> None:
         state = {
             "decoder": decoder.state_dict(),
             "optimizer": opt.state_dict(),
@@ -64,6 +71,7 @@ class Run:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": to_dict(cfg),
+            "world_size": world_size,  # for the record: resuming with another number of processes is fine
         }
         if self.ckpt.exists():
             self.ckpt.replace(self.prev)  # keep one older checkpoint in case the new one is damaged
@@ -161,39 +169,67 @@ def save_samples(encoder: Encoder, decoder: Decoder, pairs: tuple[torch.Tensor, 
 
 
 def train(cfg: TrainConfig) -> Path:
-    device = pick_device(cfg.device)
+    """Train, resuming from `cfg.out_dir`'s checkpoint if there is one; under torchrun, as one rank."""
+    d = from_env()
+    if cfg.batch_size % d.world_size:
+        raise ConfigError(
+            f"config key 'batch_size': {cfg.batch_size} is the global batch and must be divisible "
+            f"by the {d.world_size} processes"
+        )
+    device = device_for(cfg.device, d)
+    with process_group("nccl" if device.type == "cuda" else "gloo") as d:
+        return _train(cfg, d, device)
+
+
+def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     encoder = load_encoder(cfg.encoder).to(device)
     decoder = (load_decoder(cfg.init_decoder) if cfg.init_decoder else Decoder()).to(device)
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
-    run = Run(cfg)
+    run = Run(cfg) if d.is_main else None  # only rank 0 touches the run's files
+    final = Path(cfg.out_dir) / "decoder.pth"
     start = 0
-    if (ckpt := run.load()) is not None:
+    if (ckpt := broadcast(run.load() if run else None, d)) is not None:
         decoder.load_state_dict(ckpt["decoder"])
         opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
         torch.set_rng_state(ckpt["rng"])
         if ckpt["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-        run.trim_log(start)
-        tqdm.write(f"resuming {run.ckpt.parent} at step {start}")
+        if run:
+            run.trim_log(start)
+            tqdm.write(f"resuming {run.dir} at step {start}")
     if start >= cfg.steps:
-        tqdm.write(f"{run.dir}: already trained {start} of {cfg.steps} steps")
-        return run.dir / "decoder.pth"
+        if run:
+            tqdm.write(f"{run.dir}: already trained {start} of {cfg.steps} steps")
+        return final
+    model: torch.nn.Module = decoder
+    if d.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            decoder, device_ids=[device] if device.type == "cuda" else None
+        )
+        if run:
+            b = cfg.batch_size // d.world_size
+            tqdm.write(f"{d.world_size} processes x batch {b} = global batch {cfg.batch_size}")
 
-    contents = endless_batches(
-        CropDataset(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed), cfg.batch_size, start, cfg.num_workers
+    contents, styles = (
+        endless_batches(
+            CropDataset(folder, cfg.image_size, cfg.crop_size, seed),
+            cfg.batch_size,
+            start,
+            cfg.num_workers,
+            d.rank,
+            d.world_size,
+        )
+        for folder, seed in ((cfg.content_dir, cfg.seed), (cfg.style_dir, cfg.seed + 1))
     )
-    styles = endless_batches(
-        CropDataset(cfg.style_dir, cfg.image_size, cfg.crop_size, cfg.seed + 1), cfg.batch_size, start, cfg.num_workers
-    )
-    pairs = sample_pairs(cfg)
+    pairs = sample_pairs(cfg) if run else None
     use_amp = cfg.amp and device.type == "cuda"
     stop = StopSignals()
     done = saved = start
-    bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True, disable=not run)
     t0 = time.time()
     try:
         for step in range(start, cfg.steps):
@@ -202,41 +238,48 @@ def train(cfg: TrainConfig) -> Path:
                 group["lr"] = lr
             content, style = next(contents).to(device, non_blocking=True), next(styles).to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                lc, ls = losses(encoder, decoder, content, style)
+                lc, ls = losses(encoder, model, content, style)
             loss = cfg.content_weight * lc + cfg.style_weight * ls
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # under DDP this also averages the gradients over the processes
             opt.step()
             done = step + 1
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
+                # every rank takes part in the average; rank 0 writes it
+                loss_, lc_, ls_ = mean(torch.stack([loss, lc, ls]).detach().float(), d).tolist()
                 row = {
                     "step": done,
                     "lr": lr,
-                    "loss": loss.item(),
-                    "content": lc.item(),
-                    "style": ls.item(),
+                    "loss": loss_,
+                    "content": lc_,
+                    "style": ls_,
                     "seconds": round(time.time() - t0, 1),
                 }
-                run.log(row)
+                if run:
+                    run.log(row)
                 bar.set_postfix(content=f"{row['content']:.3f}", style=f"{row['style']:.3f}")
-            if done % cfg.sample_every == 0 or done == cfg.steps:
+            if run and (done % cfg.sample_every == 0 or done == cfg.steps):
                 save_samples(encoder, decoder, pairs, run.dir / "samples" / f"step_{done:06d}.png")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                run.save(decoder, opt, done, cfg)
+                if run:
+                    run.save(decoder, opt, done, cfg, d.world_size)
                 saved = done
-            if stop.signal:  # between steps: the model and its checkpoint are whole
+            # between steps the model and its checkpoint are whole; under torchrun every rank
+            # must stop at the same step, so the request is shared
+            if mean(torch.tensor([float(stop.signal != 0)], device=device), d).item() > 0:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         bar.close()
-        if saved != done or not run.ckpt.exists():
-            run.save(decoder, opt, done, cfg)
-        tqdm.write(f"interrupted: checkpoint at step {done} in {run.ckpt}; rerun the same command to resume")
+        if run:
+            if saved != done or not run.ckpt.exists():
+                run.save(decoder, opt, done, cfg, d.world_size)
+            tqdm.write(f"interrupted: checkpoint at step {done} in {run.ckpt}; rerun the same command to resume")
         raise SystemExit(130) from None
     finally:
         stop.restore()
     bar.close()
-    return run.dir / "decoder.pth"
+    return final
 
 
 def main(argv: list[str] | None = None) -> None:
