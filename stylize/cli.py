@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from stylize.batch import Inputs, Report, find_inputs
+from stylize.controls import COLOR_MODES, normalise_weights
 from stylize.distributed import Dist, device_for, gather, process_group, shard
 from stylize.files import remove_stale_temps
 from stylize.images import (
@@ -25,10 +26,12 @@ from stylize.images import (
     ImageError,
     limit_long,
     load_image,
+    load_mask,
     resize_short,
     save_image,
 )
-from stylize.stylizer import StyleStats, Stylizer
+from stylize.stylizer import Style, Stylizer
+from stylize.video import VIDEO_EXTS, VideoError, is_video, stylize_video
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
 
 EXAMPLES = """examples:
@@ -36,6 +39,10 @@ EXAMPLES = """examples:
   python infer.py --content photo.jpg --style painting.jpg --alpha 0.6 --output out.png
   python infer.py --content photos/ --style paintings/ --output results/   # every photo x painting
   python infer.py --content photos/ --style paintings/ --recursive --json > report.json
+  python infer.py --content photo.jpg --style a.jpg,b.jpg --style-weights 2,1   # a mix: 2/3 a, 1/3 b
+  python infer.py --content photo.jpg --style a.jpg,b.jpg --mask person.png     # a on the white, b elsewhere
+  python infer.py --content photo.jpg --style painting.jpg --preserve-color luminance
+  python infer.py --content clip.mp4 --style painting.jpg                  # writes outputs/clip_stylized_painting.mp4
 
 Batches: each style is encoded once per run. Files that are not images are skipped and
 listed; existing outputs are kept (so a rerun resumes where a stopped one ended) unless
@@ -56,8 +63,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--content", type=Path, required=True, help="a photo, or a folder of them")
-    p.add_argument("--style", type=Path, required=True, help="a painting, or a folder of them")
+    p.add_argument(
+        "--content",
+        type=Path,
+        required=True,
+        help=f"a photo, a folder of them, or a video ({', '.join(sorted(VIDEO_EXTS))})",
+    )
+    p.add_argument(
+        "--style",
+        required=True,
+        help="a painting, a folder of them, or several paintings separated by commas, mixed "
+        "(--style-weights) or each in its own region (--mask)",
+    )
+    p.add_argument(
+        "--style-weights",
+        help="weights of comma-separated styles, e.g. 2,1; zero or positive, normalised to sum to 1 (default: equal)",
+    )
+    p.add_argument(
+        "--mask",
+        help="mask images, comma-separated, white = the region of the style in the same place in --style; "
+        "one fewer mask than styles lets the last style fill the rest, otherwise unmasked areas keep the content",
+    )
+    p.add_argument(
+        "--preserve-color",
+        choices=COLOR_MODES,
+        help="keep the content's colours: coral recolours the style to them first; luminance "
+        "stylizes only the brightness and keeps the content's chroma",
+    )
     p.add_argument(
         "--alpha",
         type=float,
@@ -114,6 +146,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--json", action="store_true", help="print the report as JSON on stdout (problems still go to stderr)"
     )
+    p.add_argument(
+        "--audio", choices=("keep", "drop"), default="keep", help="video: copy the audio or drop it (default: keep)"
+    )
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.8,
+        help="video: 0 stylizes every frame on its own; up to 1 steadies the output where the input is still, "
+        "and smooths content statistics over frames, against flicker (default: 0.8)",
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="video: frames per batch (default: 8)")
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1... (default: auto)")
     p.add_argument("--encoder", default=str(DEFAULT_ENCODER), help="encoder weights file or URL#sha256=HEX")
     p.add_argument(
@@ -129,9 +172,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     if "." + args.ext.lower().lstrip(".") not in WRITE_EXTS:
         p.error(f"--ext {args.ext!r}: choose one of {', '.join(sorted(e[1:] for e in WRITE_EXTS))}")
-    for name in ("content", "style"):
-        if not getattr(args, name).exists():
-            p.error(f"--{name} {getattr(args, name)}: no such file or folder")
+    args.styles, args.masks = path_list(args.style), path_list(args.mask)
+    for name, path in [
+        ("content", args.content),
+        *(("style", s) for s in args.styles),
+        *(("mask", m) for m in args.masks),
+    ]:
+        if not path.exists():
+            p.error(f"--{name} {path}: no such file or folder")
+    check_controls(p, args)
+    if is_video(args.content):
+        return args
     if output_folder(args) is None and args.output.suffix.lower() not in WRITE_EXTS:
         p.error(f"--output {args.output}: unknown image extension; use one of {', '.join(sorted(WRITE_EXTS))}")
     out_ext = "." + args.ext.lower().lstrip(".") if output_folder(args) else args.output.suffix.lower()
@@ -144,6 +195,44 @@ class UsageError(Exception):
     """A problem with the command line found after parsing it (exit code 2)."""
 
 
+def path_list(value: str | None) -> list[Path]:
+    """`a.jpg,b.jpg` -> two paths; a path that exists is taken whole, even with a comma in it."""
+    if value is None:
+        return []
+    return [Path(value)] if Path(value).exists() else [Path(v) for v in value.split(",") if v]
+
+
+def check_controls(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    n = len(args.styles)
+    if n > 1 and any(s.is_dir() for s in args.styles):
+        p.error("--style: mix or place files, not folders")
+    if args.masks and any(m.is_dir() for m in args.masks):
+        p.error("--mask: give mask files, not folders")
+    if args.masks and args.style_weights:
+        p.error("--style-weights mixes styles over the whole image and --mask gives each its own region: use one")
+    if args.masks and len(args.masks) not in (n, n - 1):
+        p.error(
+            f"--mask: {len(args.masks)} masks for {n} styles; "
+            "give one per style, or one fewer (the last style fills the rest)"
+        )
+    if args.style_weights:
+        try:
+            args.weights = normalise_weights([float(w) for w in args.style_weights.split(",")], n)
+        except ValueError as e:
+            p.error(f"--style-weights {args.style_weights}: {e}")
+    else:
+        args.weights = None
+    if is_video(args.content) and (args.masks or args.preserve_color):
+        p.error("--mask and --preserve-color work on images, not yet on video")
+    single = args.styles[0].is_file()
+    if is_video(args.content) and single and args.output and args.output.suffix.lower() not in (".mp4", ".mov", ".mkv"):
+        p.error(f"--output {args.output}: video is written as H.264 to a .mp4, .mov or .mkv file")
+    if not 0.0 <= args.smoothing < 1.0:
+        p.error(f"--smoothing must be at least 0 and below 1, got {args.smoothing}")
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be at least 1, got {args.batch_size}")
+
+
 def prepare(img: torch.Tensor, size: int, max_size: int, crop: bool) -> torch.Tensor:
     img = resize_short(img, size)
     if crop:
@@ -154,7 +243,7 @@ def prepare(img: torch.Tensor, size: int, max_size: int, crop: bool) -> torch.Te
 
 
 def single_pair(args: argparse.Namespace) -> bool:
-    return args.content.is_file() and args.style.is_file()
+    return args.content.is_file() and args.styles[0].is_file()
 
 
 def output_folder(args: argparse.Namespace) -> Path | None:
@@ -164,11 +253,12 @@ def output_folder(args: argparse.Namespace) -> Path | None:
     return args.output or Path("outputs")
 
 
-def output_path(args: argparse.Namespace, content_name: Path, style_name: Path) -> Path:
+def output_path(args: argparse.Namespace, content_name: Path, style_name: Path, ext: str = "") -> Path:
     folder = output_folder(args)
     if folder is None:
         return args.output
-    return folder / content_name.parent / f"{content_name.name}_stylized_{style_name.name}.{args.ext.lstrip('.')}"
+    ext = ext or args.ext.lstrip(".")
+    return folder / content_name.parent / f"{content_name.name}_stylized_{style_name.name}.{ext}"
 
 
 def check_writable(folder: Path) -> None:
@@ -183,7 +273,7 @@ def check_writable(folder: Path) -> None:
 
 def find_all(args: argparse.Namespace, report: Report, d: Dist) -> tuple[Inputs, Inputs]:
     contents = find_inputs(args.content, args.recursive, exclude=output_folder(args))
-    styles = find_inputs(args.style)
+    styles = find_inputs(args.styles[0])
     for name, found in (("content", contents), ("style", styles)):
         if not found.images:
             exts = ", ".join(sorted(IMAGE_EXTS))
@@ -198,35 +288,47 @@ def find_all(args: argparse.Namespace, report: Report, d: Dist) -> tuple[Inputs,
     return contents, styles
 
 
+def style_jobs(args: argparse.Namespace, styles: Inputs) -> dict[tuple[Path, ...], Path]:
+    """Each style to paint with -> its output name: every file of a style folder, or one mix
+    (or set of masked regions) of the comma-separated styles, named a+b."""
+    if len(args.styles) == 1:
+        return {(path,): name for path, name in styles.names.items()}
+    return {tuple(args.styles): Path("+".join(s.stem for s in args.styles))}
+
+
 def run(args: argparse.Namespace, report: Report, d: Dist | None = None) -> None:
     d = d or Dist()  # one process unless torchrun says otherwise
     contents, styles = find_all(args, report, d)
-    todo = []  # (content, style, output), grouped by content
+    jobs = style_jobs(args, styles)
+    if args.weights and d.is_main:  # on stderr: stdout stays the report (--json)
+        mix = ", ".join(f"{p.name} {w:.3g}" for p, w in zip(args.styles, args.weights))
+        print(f"style weights normalised to {mix}", file=sys.stderr)
+    if is_video(args.content):
+        return run_video(args, jobs, report)
+    todo = []  # (content, styles, output), grouped by content
     # Under torchrun each process does its own contiguous share of the sorted pairs.
-    for content, style in shard([(c, s) for c in contents.images for s in styles.images], d):
-        out = output_path(args, contents.names[content], styles.names[style])
+    for content, style in shard([(c, s) for c in contents.images for s in jobs], d):
+        out = output_path(args, contents.names[content], jobs[style])
         if out.exists() and not args.overwrite:
             report.existing.append(out)
         else:
             todo.append((content, style, out))
     if not todo:
         return
+    masks = []
+    for path in args.masks:
+        try:
+            masks.append(load_mask(path))
+        except ImageError as e:
+            report.fail(path, e)
+            return
     check_writable(output_folder(args) or args.output.parent)
     for folder in {out.parent for _, _, out in todo if out.parent.is_dir()}:
         remove_stale_temps(folder)  # left by a run killed with SIGKILL
     stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, device_for(args.device, d))
     max_pixels = int(args.max_megapixels * 1e6)
-    encoded: dict[Path, StyleStats | None] = {}  # each style is encoded once per run; None: failed
-
-    def style_stats(path: Path) -> StyleStats | None:
-        if path not in encoded:
-            try:
-                img = load_image(path, max_pixels=max_pixels)
-                encoded[path] = stylizer.style_stats(prepare(img, args.style_size, 0, args.crop))
-            except ImageError as e:
-                report.fail(path, e)
-                encoded[path] = None
-        return encoded[path]
+    controls = {"weights": args.weights, "masks": masks or None, "preserve_color": args.preserve_color}
+    styles_of = style_loader(args, stylizer, report)
 
     with tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2 or not d.is_main) as bar:
         for cpath, group in itertools.groupby(todo, key=lambda t: t[0]):
@@ -240,17 +342,43 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None) -> None
                 continue
             for _, spath, out in group:
                 bar.update(1)
-                if (stats := style_stats(spath)) is None:
+                if (style := styles_of(spath)) is None:
                     continue
                 try:
-                    rgb = stylizer.stylize(content[:3], stats, args.alpha)
+                    rgb = stylizer.stylize(content[:3], style, args.alpha, **controls)
                 except (torch.OutOfMemoryError, MemoryError):
                     h, w = content.shape[1:]
                     report.fail(cpath, f"out of memory at {w}x{h} px (a smaller --max-size needs less)")
                     continue
                 if not write(torch.cat([rgb, content[3:]]), out, report):
                     return
-                report.written.append((cpath, spath, out))
+                report.written.append((cpath, Path("+".join(map(str, spath))), out))
+
+
+def style_loader(args: argparse.Namespace, stylizer: Stylizer, report: Report):
+    """A function from a style job to what Stylizer.stylize takes (None if a file failed).
+    Each style file is read and encoded once per run; it is kept as an image instead when
+    colours are matched to each content (--preserve-color)."""
+    max_pixels = int(args.max_megapixels * 1e6)
+    encoded: dict[Path, Style | None] = {}
+
+    def one(path: Path) -> Style | None:
+        if path not in encoded:
+            try:
+                img = prepare(load_image(path, max_pixels=max_pixels), args.style_size, 0, args.crop)
+                encoded[path] = img if args.preserve_color else stylizer.style_stats(img)
+            except ImageError as e:
+                report.fail(path, e)
+                encoded[path] = None
+        return encoded[path]
+
+    def styles_of(job: tuple[Path, ...]) -> Style | list[Style] | None:
+        found = [one(p) for p in job]
+        if any(s is None for s in found):
+            return None  # a mix with a style missing is not what was asked
+        return found[0] if len(found) == 1 else found
+
+    return styles_of
 
 
 def write(img: torch.Tensor, out: Path, report: Report) -> bool:
@@ -268,6 +396,47 @@ def write(img: torch.Tensor, out: Path, report: Report) -> bool:
             return False
         report.fail(out, f"cannot write ({e.strerror or e})")
     return True
+
+
+def run_video(args: argparse.Namespace, jobs: dict[tuple[Path, ...], Path], report: Report) -> None:
+    """One stylized video per style, with fixed style statistics (mixes too)."""
+    todo = []
+    for job, name in jobs.items():
+        out = output_path(args, Path(args.content.stem), name, ext="mp4")
+        if out.exists() and not args.overwrite:
+            report.existing.append(out)
+        else:
+            todo.append((job, out))
+    if not todo:
+        return
+    stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, args.device)
+    styles_of = style_loader(args, stylizer, report)
+    for job, out in todo:
+        if (style := styles_of(job)) is None:
+            continue
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stats = stylizer.mix(style, args.weights) if isinstance(style, list) else style
+            video = stylize_video(
+                stylizer,
+                args.content,
+                out,
+                stats,
+                args.alpha,
+                smoothing=args.smoothing,
+                batch_size=args.batch_size,
+                keep_audio=args.audio == "keep",
+                transform=lambda img: prepare(img, args.content_size, args.max_size, False),
+            )
+        except (VideoError, OSError) as e:
+            report.fail(out, e)
+            continue
+        report.written.append((args.content, Path("+".join(map(str, job))), out))
+        print(
+            f"{out}: {video.frames} frames at {video.fps:.3g} fps, audio {video.audio}; flicker (mean "
+            f"frame-to-frame change) {video.output_flicker:.4f}, input {video.input_flicker:.4f}",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

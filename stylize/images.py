@@ -112,6 +112,11 @@ def _to_tensor(img: Image.Image, keep_alpha: bool) -> torch.Tensor:
     return pil_to_tensor(img)
 
 
+def load_mask(path: str | Path) -> torch.Tensor:
+    """A mask image as (H, W) in [0, 1]: white (1) marks the region, grey is partial."""
+    return load_image(path).mean(0)
+
+
 def resize_short(img: torch.Tensor, size: int) -> torch.Tensor:
     """Resize (C, H, W) so the short side is `size` (0 keeps it), antialiased."""
     h, w = img.shape[-2:]

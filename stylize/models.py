@@ -84,10 +84,12 @@ def adain(
     style_std: torch.Tensor,
     alpha: float = 1.0,
     eps: float = 1e-5,
+    content_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Give `content` the style's channel statistics; `alpha` blends with the content
-    features (1: full style, 0: the content's own features)."""
-    c_mean, c_std = mean_std(content, eps)
+    features (1: full style, 0: the content's own features). `content_stats` replaces the
+    content's own (mean, std), e.g. those of a mask's region or smoothed over video frames."""
+    c_mean, c_std = content_stats if content_stats is not None else mean_std(content, eps)
     target = (content.float() - c_mean) / c_std * style_std + style_mean
     if alpha != 1.0:
         target = alpha * target + (1 - alpha) * content.float()

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from stylize.controls import (
+    COLOR_MODES,
+    coral,
+    gray_matched,
+    keep_chroma,
+    luminance,
+    masked_adain,
+    mix_stats,
+    region_weights,
+)
 from stylize.models import Decoder, Encoder, adain, mean_std
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
 
@@ -17,6 +28,9 @@ class StyleStats(NamedTuple):
 
     mean: torch.Tensor
     std: torch.Tensor
+
+
+Style = torch.Tensor | StyleStats  # an image (3, H, W) or its statistics
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -50,19 +64,83 @@ class Stylizer:
         return StyleStats(*mean_std(feats))
 
     @torch.no_grad()
-    def stylize(self, content: torch.Tensor, style: torch.Tensor | StyleStats, alpha: float = 1.0) -> torch.Tensor:
+    def stylize(
+        self,
+        content: torch.Tensor,
+        style: Style | Sequence[Style],
+        alpha: float = 1.0,
+        *,
+        weights: Sequence[float] | None = None,
+        masks: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        preserve_color: str | None = None,
+    ) -> torch.Tensor:
         """Repaint `content` in `style` (an image or its StyleStats); alpha 0 keeps the content,
-        1 is full style. The output has the content's size and shape, values in [0, 1]."""
+        1 is full style. The output has the content's size and shape, values in [0, 1].
+
+        Several styles (a list) are mixed by `weights` (default equal; normalised to sum to
+        one), or, with `masks` ((H, W) tensors in [0, 1], white = the region, stretched to the
+        content), each painted in its own region: one mask per style, or one fewer and the last
+        style fills the rest. `preserve_color` keeps the content's colours: "coral" recolours
+        the style to them first, "luminance" stylizes only the luminance; both need style
+        images rather than StyleStats, as the matching depends on the content."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        stats = style if isinstance(style, StyleStats) else self.style_stats(style)
+        styles = [style] if isinstance(style, (torch.Tensor, StyleStats)) else list(style)
+        if weights is not None and masks is not None:
+            raise ValueError("weights mix styles over the whole image and masks give each its own region: use one")
+        if preserve_color is not None:
+            return self._preserving_color(content, styles, alpha, weights, masks, preserve_color)
+        stats = [self._as_stats(s) for s in styles]
         x = _batched(content).to(self.device)
-        h, w = x.shape[-2:]
-        # The encoder pools three times: pad to a multiple of 8 by reflection, crop afterwards.
-        x = F.pad(x, (0, -w % 8, 0, -h % 8), mode="reflect")
-        out = self.decoder(adain(self.encoder.relu4_1(x), stats.mean, stats.std, alpha))
-        out = out[..., :h, :w].clamp_(0, 1)
+        feats = self.encoder.relu4_1(_pad8(x))
+        if masks is None:
+            target = adain(feats, *mix_stats(stats, weights), alpha)
+        else:
+            m = torch.stack(list(masks)) if not isinstance(masks, torch.Tensor) else masks
+            m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))
+            target = masked_adain(feats, stats, region_weights(m[:, 0], feats.shape[-2:], len(stats)), alpha)
+        out = self.decode(target, x.shape[-2:])
         return out if content.dim() == 4 else out[0]
+
+    def mix(self, styles: Sequence[Style], weights: Sequence[float] | None = None) -> StyleStats:
+        """Several styles as one, mixed in feature space by `weights` (default equal; normalised
+        to sum to one); pass the result to `stylize` like any StyleStats."""
+        return StyleStats(*mix_stats([self._as_stats(s) for s in styles], weights))
+
+    def _as_stats(self, style: Style) -> StyleStats:
+        return style if isinstance(style, StyleStats) else self.style_stats(style)
+
+    def decode(self, target: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+        """Decode relu4_1 features of an image padded by `_pad8` back to that image's `size`."""
+        return self.decoder(target)[..., : size[0], : size[1]].clamp_(0, 1)
+
+    def _preserving_color(
+        self,
+        content: torch.Tensor,
+        styles: list[Style],
+        alpha: float,
+        weights: Sequence[float] | None,
+        masks: torch.Tensor | Sequence[torch.Tensor] | None,
+        mode: str,
+    ) -> torch.Tensor:
+        if mode not in COLOR_MODES:
+            raise ValueError(f"preserve_color must be one of {', '.join(COLOR_MODES)}, got {mode!r}")
+        if any(isinstance(s, StyleStats) for s in styles):
+            raise ValueError("preserve_color needs the style images, not StyleStats: colours are matched per content")
+        if content.dim() == 4:  # the matching is per content image
+            return torch.stack([self._preserving_color(c, styles, alpha, weights, masks, mode) for c in content])
+        controls = {"weights": weights, "masks": masks}
+        if mode == "coral":
+            return self.stylize(content, [coral(s, content) for s in styles], alpha, **controls)
+        y = luminance(content)
+        gray = self.stylize(y.expand(3, -1, -1), [gray_matched(s, y) for s in styles], alpha, **controls)
+        return keep_chroma(content, gray.to(content.device))
+
+
+def _pad8(x: torch.Tensor) -> torch.Tensor:
+    """The encoder pools three times: pad to a multiple of 8 by reflection (crop afterwards)."""
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, -w % 8, 0, -h % 8), mode="reflect")
 
 
 def _batched(img: torch.Tensor) -> torch.Tensor:

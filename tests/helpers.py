@@ -72,3 +72,33 @@ def refuse_open(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", guarded)
+
+
+def write_clip(path: Path, frames: int = 12, h: int = 48, w: int = 64, fps: int = 12, audio: bool = True) -> Path:
+    """A small generated video: a square crossing a still picture, light per-frame noise (as a
+    camera's), and a 440 Hz tone when `audio`. Needs PyAV."""
+    import av
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    background = make_image(h, w, 0)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps, options={"crf": "10"})
+        video.height, video.width, video.pix_fmt = h, w, "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        for i in range(frames):
+            img = background.clone()
+            x = (i * (w - h // 3)) // max(frames - 1, 1)
+            img[:, h // 3 : 2 * h // 3, x : x + h // 3] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]
+            img = (img + 0.02 * torch.randn(img.shape, generator=g)).clamp(0, 1)
+            out.mux(video.encode(av.VideoFrame.from_image(tensor_to_pil(img))))
+        out.mux(video.encode())
+        if sound is not None:
+            t = np.arange(16000 * frames // fps) / 16000
+            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for start in range(0, tone.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), "fltp", "mono")
+                frame.sample_rate, frame.pts = 16000, start
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode())
+    return path

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from helpers import ROOT, pil_size, write_image
+from PIL import Image, ImageDraw
 
 from stylize import cli
 from stylize.images import load_image
@@ -103,3 +104,72 @@ def test_shipped_weights_stylize_out_of_the_box(png, tmp_path):
     err0, err1 = (s0 - c).abs().mean().item(), (s1 - c).abs().mean().item()
     assert err0 < 0.12 and err1 > err0, (err0, err1)
     assert torch.isfinite(s1).all() and ROOT.joinpath("weights", "decoder.pth").exists()
+
+
+def test_style_mix_from_the_cli(run, png, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    content, a, b = png("c.png", 40, 48, 1), png("a.png", seed=2), png("b.png", seed=3)
+    code, _, err = run("--content", content, "--style", f"{a},{b}", "--style-weights", "2,1")
+    assert code == 0 and "style weights normalised to a.png 0.667, b.png 0.333" in err
+    assert pil_size(tmp_path / "outputs" / "c_stylized_a+b.jpg") == (48, 40)
+
+
+def test_mask_and_colour_controls_from_the_cli(run, png, tmp_path):
+    content, a, b = png("c.png", 40, 48, 1), png("a.png", seed=2), png("b.png", seed=3)
+    mask = tmp_path / "m.png"
+    img = Image.new("L", (48, 40), 0)
+    ImageDraw.Draw(img).rectangle((0, 0, 23, 39), fill=255)  # white left half: style a; b elsewhere
+    img.save(mask)
+    for extra in (["--mask", mask], ["--preserve-color", "coral"], ["--preserve-color", "luminance"]):
+        code, out, _ = run(
+            "--content", content, "--style", f"{a},{b}", *extra, "--output", tmp_path / "x.png", "--overwrite"
+        )
+        assert code == 0 and "1 written" in out, extra
+        assert pil_size(tmp_path / "x.png") == (48, 40)
+
+
+def test_control_usage_errors_exit_2(run, png):
+    content, a, b = png("c.png"), png("a.png", seed=2), png("b.png", seed=3)
+    code, _, err = run("--content", content, "--style", f"{a},{b}", "--style-weights", "1,-1")
+    assert code == 2 and "--style-weights 1,-1: style weights must be zero or positive, got -1" in err
+    code, _, err = run("--content", content, "--style", f"{a},{b}", "--style-weights", "0,0")
+    assert code == 2 and "all zero" in err
+    code, _, err = run("--content", content, "--style", f"{a},{b}", "--mask", f"{a},{a},{a}")
+    assert code == 2 and "3 masks for 2 styles" in err
+    code, _, err = run("--content", content, "--style", f"{a},{b}", "--mask", a, "--style-weights", "1,1")
+    assert code == 2 and "use one" in err
+    code, _, err = run("--content", content, "--style", f"{a},missing.png")
+    assert code == 2 and "--style missing.png: no such file or folder" in err
+    code, _, err = run("--content", content, "--style", a, "--preserve-color", "hue")
+    assert code == 2 and "invalid choice: 'hue'" in err
+
+
+def test_unreadable_mask_is_reported_and_nothing_written(run, png, tmp_path):
+    content, a = png("c.png"), png("a.png", seed=2)
+    (tmp_path / "m.png").write_bytes(b"not a png")
+    out_file = tmp_path / "o" / "x.png"
+    code, out, err = run("--content", content, "--style", a, "--mask", tmp_path / "m.png", "--output", out_file)
+    assert code == 1 and "0 written" in out and "m.png: cannot read image" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_video_round_trip_from_the_cli(run, tmp_path):
+    av = pytest.importorskip("av")
+    from helpers import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=6, h=32, w=48, fps=12)
+    style = write_image(tmp_path / "s.png", 40, 40, 4)
+    dst = tmp_path / "o.mp4"
+    code, out, err = run("--content", clip, "--style", style, "--output", dst, "--batch-size", "4")
+    assert code == 0 and "1 written" in out and f"{dst}: 6 frames at 12 fps, audio kept; flicker" in err
+    with av.open(str(dst)) as c:
+        video = c.streams.video[0]
+        assert (video.width, video.height, video.average_rate) == (48, 32, 12)
+        assert len(list(c.decode(video=0))) == 6 and len(c.streams.audio) == 1
+    code, _, err = run("--content", clip, "--style", style, "--output", tmp_path / "d.mp4", "--audio", "drop")
+    assert code == 0 and "audio dropped" in err
+    with av.open(str(tmp_path / "d.mp4")) as c:
+        assert not c.streams.audio and len(c.streams.video) == 1
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    code, _, err = run("--content", tmp_path / "bad.mp4", "--style", style, "--output", tmp_path / "e.mp4")
+    assert code == 1 and "bad.mp4: cannot stylize video" in err and not (tmp_path / "e.mp4").exists()
