@@ -94,14 +94,15 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert "unknown config key 'stepz'" in capsys.readouterr().err
 
 
-def test_empty_data_folder_is_a_clear_error(smoke, tmp_path, capsys):
+def test_empty_data_folder_is_a_clear_error(tmp_path, encoder_path, capsys):
     (tmp_path / "nothing").mkdir()
     write_image(tmp_path / "x" / "a.png", 40, 40, 0)
     with pytest.raises(SystemExit) as exit_info:
-        T.main(["--config", str(ROOT / "configs" / "smoke.yaml"),
-                "--set", f"content_dir={tmp_path / 'nothing'}", "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
+        T.main(["--config", str(ROOT / "configs" / "smoke.yaml"), "--set", f"encoder={encoder_path}",
+                "--set", f"content_dir={tmp_path / 'nothing'}", "--set", f"style_dir={tmp_path / 'x'}",
+                "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
     assert exit_info.value.code == 2
-    assert "no images found" in capsys.readouterr().err
+    assert f"{tmp_path / 'nothing'}: no images found" in capsys.readouterr().err
 
 
 def train_command(cfg_dir, image_dirs, encoder_path, steps: int) -> list[str]:
@@ -169,13 +170,14 @@ def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(smoke, capsys):
     assert "checkpoint_prev.pt is not a training checkpoint" in err.out + err.err
 
 
-def test_data_folder_with_only_broken_images_is_a_clear_error(smoke, tmp_path, capsys):
+def test_data_folder_with_only_broken_images_is_a_clear_error(image_dirs, encoder_path, tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"")
     (bad / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(SystemExit) as exit_info:
         T.main(["--config", str(ROOT / "configs" / "smoke.yaml"), "--set", f"content_dir={bad}",
+                "--set", f"style_dir={image_dirs[1]}", "--set", f"encoder={encoder_path}",
                 "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
     assert exit_info.value.code == 2
     assert f"{bad}: none of the 2 images can be read" in capsys.readouterr().err
