@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,15 +95,20 @@ def test_cli_reports_config_errors(tmp_path, capsys):
     assert "unknown config key 'stepz'" in capsys.readouterr().err
 
 
+def main_error(content: Path, style: Path, encoder: Path, out: Path, capsys) -> str:
+    """Run train.py's main on the smoke config; it must exit 2. Returns stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        sets = [f"encoder={encoder}", f"content_dir={content}", f"style_dir={style}", f"out_dir={out}"]
+        T.main(["--config", str(ROOT / "configs" / "smoke.yaml"), *(a for kv in sets for a in ("--set", kv))])
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
 def test_empty_data_folder_is_a_clear_error(tmp_path, encoder_path, capsys):
     (tmp_path / "nothing").mkdir()
     write_image(tmp_path / "x" / "a.png", 40, 40, 0)
-    with pytest.raises(SystemExit) as exit_info:
-        T.main(["--config", str(ROOT / "configs" / "smoke.yaml"), "--set", f"encoder={encoder_path}",
-                "--set", f"content_dir={tmp_path / 'nothing'}", "--set", f"style_dir={tmp_path / 'x'}",
-                "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
-    assert exit_info.value.code == 2
-    assert f"{tmp_path / 'nothing'}: no images found" in capsys.readouterr().err
+    err = main_error(tmp_path / "nothing", tmp_path / "x", encoder_path, tmp_path / "r", capsys)
+    assert f"{tmp_path / 'nothing'}: no images found" in err
 
 
 def train_command(cfg_dir, image_dirs, encoder_path, steps: int) -> list[str]:
@@ -175,12 +181,8 @@ def test_data_folder_with_only_broken_images_is_a_clear_error(image_dirs, encode
     bad.mkdir()
     (bad / "a.jpg").write_bytes(b"")
     (bad / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    with pytest.raises(SystemExit) as exit_info:
-        T.main(["--config", str(ROOT / "configs" / "smoke.yaml"), "--set", f"content_dir={bad}",
-                "--set", f"style_dir={image_dirs[1]}", "--set", f"encoder={encoder_path}",
-                "--set", f"out_dir={tmp_path / 'r'}"])  # fmt: skip
-    assert exit_info.value.code == 2
-    assert f"{bad}: none of the 2 images can be read" in capsys.readouterr().err
+    err = main_error(bad, image_dirs[1], encoder_path, tmp_path / "r", capsys)
+    assert f"{bad}: none of the 2 images can be read" in err
 
 
 def test_resume_drops_log_rows_past_the_checkpoint(smoke, tmp_path):
