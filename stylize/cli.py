@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import itertools
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,6 +32,7 @@ from stylize.images import (
     resize_short,
     save_image,
 )
+from stylize.overlap import WriteBehind, read_ahead
 from stylize.stylizer import Style, Stylizer
 from stylize.video import VIDEO_EXTS, VideoError, is_video, stylize_video
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
@@ -315,10 +318,10 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None) -> None
             todo.append((content, style, out))
     if not todo:
         return
-    masks = []
+    args.mask_images = []
     for path in args.masks:
         try:
-            masks.append(load_mask(path))
+            args.mask_images.append(load_mask(path))
         except ImageError as e:
             report.fail(path, e)
             return
@@ -326,33 +329,65 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None) -> None
     for folder in {out.parent for _, _, out in todo if out.parent.is_dir()}:
         remove_stale_temps(folder)  # left by a run killed with SIGKILL
     stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, device_for(args.device, d))
-    max_pixels = int(args.max_megapixels * 1e6)
-    controls = {"weights": args.weights, "masks": masks or None, "preserve_color": args.preserve_color}
+    if stylizer.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # sizes repeat in a folder: pick the fastest kernels once
     styles_of = style_loader(args, stylizer, report)
-
-    with tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2 or not d.is_main) as bar:
-        for cpath, group in itertools.groupby(todo, key=lambda t: t[0]):
-            group = list(group)
-            try:
-                img = load_image(cpath, keep_alpha=args.transparency == "keep", max_pixels=max_pixels)
-                content = prepare(img, args.content_size, args.max_size, args.crop)
-            except ImageError as e:
-                report.fail(cpath, e)
+    groups = [(cpath, list(group)) for cpath, group in itertools.groupby(todo, key=lambda t: t[0])]
+    writer: WriteBehind[tuple[Path, Path, Path]] = WriteBehind(IO_WORKERS)
+    bar = tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2 or not d.is_main)
+    try:
+        for (cpath, group), content in read_ahead(groups, lambda g: read_content(args, g[0], stylizer), IO_WORKERS):
+            if isinstance(content, ImageError):
+                report.fail(cpath, content)
                 bar.update(len(group))
                 continue
-            for _, spath, out in group:
-                bar.update(1)
-                if (style := styles_of(spath)) is None:
-                    continue
-                try:
-                    rgb = stylizer.stylize(content[:3], style, args.alpha, **controls)
-                except (torch.OutOfMemoryError, MemoryError):
-                    h, w = content.shape[1:]
-                    report.fail(cpath, f"out of memory at {w}x{h} px (a smaller --max-size needs less)")
-                    continue
-                if not write(torch.cat([rgb, content[3:]]), out, report):
-                    return
-                report.written.append((cpath, Path("+".join(map(str, spath))), out))
+            if isinstance(content, Exception):
+                raise content
+            if not paint(args, stylizer, styles_of, cpath, content, group, writer, report, bar):
+                return
+    finally:
+        settle(writer.close(), report)
+        bar.close()
+
+
+IO_WORKERS = 4  # threads reading contents ahead and writing outputs behind the networks
+
+
+def read_content(args: argparse.Namespace, path: Path, stylizer: Stylizer) -> torch.Tensor:
+    img = load_image(path, keep_alpha=args.transparency == "keep", max_pixels=int(args.max_megapixels * 1e6))
+    img = prepare(img, args.content_size, args.max_size, args.crop)
+    return img.pin_memory() if stylizer.device.type == "cuda" else img  # lets the copy to the GPU overlap
+
+
+def paint(
+    args: argparse.Namespace,
+    stylizer: Stylizer,
+    styles_of: Callable[[tuple[Path, ...]], Style | list[Style] | None],
+    cpath: Path,
+    content: torch.Tensor,
+    group: list[tuple[Path, tuple[Path, ...], Path]],
+    writer: WriteBehind,
+    report: Report,
+    bar: tqdm,
+) -> bool:
+    """One content in each of its styles, encoded once; False when the batch must stop."""
+    controls = {"weights": args.weights, "masks": args.mask_images or None, "preserve_color": args.preserve_color}
+    try:
+        source = content[:3] if args.preserve_color else stylizer.encode(content[:3])
+        for _, spath, out in group:
+            bar.update(1)
+            if (style := styles_of(spath)) is None:
+                continue
+            rgb = stylizer.stylize(source, style, args.alpha, **controls)
+            tag = (cpath, Path("+".join(map(str, spath))), out)
+            if not settle(
+                writer.submit(tag, functools.partial(save, torch.cat([rgb.cpu(), content[3:]]), out)), report
+            ):
+                return False
+    except (torch.OutOfMemoryError, MemoryError):
+        h, w = content.shape[1:]
+        report.fail(cpath, f"out of memory at {w}x{h} px (a smaller --max-size needs less)")
+    return True
 
 
 def style_loader(args: argparse.Namespace, stylizer: Stylizer, report: Report):
@@ -381,21 +416,31 @@ def style_loader(args: argparse.Namespace, stylizer: Stylizer, report: Report):
     return styles_of
 
 
-def write(img: torch.Tensor, out: Path, report: Report) -> bool:
-    """Save atomically, recording a failure; False when the batch must stop (disk full)."""
+DISK_FULL = "no space left on device (nothing partial was left)"
+
+
+def save(img: torch.Tensor, out: Path) -> str | None:
+    """Save atomically (in a worker thread); None, or why it failed."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(img, out)
-        return True
+        return None
     except ImageError as e:
-        report.fail(out, e)
+        return str(e)
     except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            report.fail(out, "no space left on device (nothing partial was left)")
+        return DISK_FULL if e.errno in (errno.ENOSPC, errno.EDQUOT) else f"cannot write ({e.strerror or e})"
+
+
+def settle(results: list[tuple[tuple[Path, Path, Path], str | None]], report: Report) -> bool:
+    """Record finished writes; False when the batch must stop (the disk is full)."""
+    for (cpath, spath, out), why in results:
+        if why is None:
+            report.written.append((cpath, spath, out))
+            continue
+        report.fail(out, why)
+        if why == DISK_FULL:
             report.stopped = "the disk is full; free some space and rerun to do the rest"
-            return False
-        report.fail(out, f"cannot write ({e.strerror or e})")
-    return True
+    return not report.stopped
 
 
 def run_video(args: argparse.Namespace, jobs: dict[tuple[Path, ...], Path], report: Report) -> None:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from stylize.images import pil_to_tensor, tensor_to_pil
 from stylize.models import adain, mean_std
-from stylize.stylizer import StyleStats, Stylizer, _batched, _pad8
+from stylize.stylizer import StyleStats, Stylizer, _batched
 
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 Stats = tuple[torch.Tensor, torch.Tensor]
@@ -112,7 +112,7 @@ def stylize_frames(
     """Stylize a batch of consecutive frames (N, 3, H, W), carrying `t` from batch to batch."""
     x = _batched(frames).to(stylizer.device)
     with torch.no_grad():
-        feats = stylizer.encoder.relu4_1(_pad8(x))
+        feats = stylizer.encode(x).feats
         stats, t.stats = smooth_stats(feats, t.stats, smoothing)
         out = stylizer.decode(adain(feats, style.mean, style.std, alpha, content_stats=stats), x.shape[-2:])
         return steady(out, x, t, smoothing)

@@ -183,12 +183,16 @@ def test_full_disk_stops_cleanly_without_partial_files(run, image_dirs, tmp_path
 
     monkeypatch.setattr(Image.Image, "save", save_until_full)
     code, out, err = run("--content", content, "--style", style, "--output", tmp_path / "o", "--ext", "png")
-    assert code == 1 and out.startswith("1 written, 0 skipped, 1 failed")
+    # Writes run behind the networks, so one started before the failure may still land.
+    written = int(out.split()[0])
+    assert code == 1 and 1 <= written <= 2 and out.startswith(f"{written} written, 0 skipped, 1 failed")
     assert "no space left on device" in err and "stopped early: the disk is full" in err
-    assert files_under(tmp_path / "o") == ["a_stylized_s1.png"]  # no partial or temporary file
+    kept = files_under(tmp_path / "o")
+    assert len(kept) == written and "a_stylized_s1.png" in kept  # no partial or temporary file
+    assert all(name.endswith("_stylized_s1.png") or name.endswith("_stylized_s2.png") for name in kept)
     monkeypatch.undo()
     code, out, _ = run("--content", content, "--style", style, "--output", tmp_path / "o", "--ext", "png")
-    assert code == 0 and out.startswith("3 written, 1 skipped")
+    assert code == 0 and out.startswith(f"{4 - written} written, {written} skipped")
 
 
 def test_interrupt_removes_the_half_written_output(run, image_dirs, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ from helpers import ROOT, pil_size, write_image
 from PIL import Image, ImageDraw
 
 from stylize import cli
+from stylize.engine import Engine
 from stylize.images import center_crop, load_image, resize_short, save_image
 from stylize.stylizer import Stylizer
 
@@ -34,17 +35,19 @@ def test_default_output_name(run, png, tmp_path, monkeypatch):
     assert (tmp_path / "outputs" / "photo_stylized_paint.jpg").exists()
 
 
-def test_folders_give_every_pair_and_encode_each_style_once(run, image_dirs, tmp_path, monkeypatch):
+def test_folders_give_every_pair_and_encode_each_image_once(run, image_dirs, tmp_path, monkeypatch):
     content, style = image_dirs
-    calls = []
-    real = Stylizer.style_stats
+    calls, encoded = [], []
+    real, real_encode = Stylizer.style_stats, Engine.encode
     monkeypatch.setattr(Stylizer, "style_stats", lambda self, img: calls.append(1) or real(self, img))
+    monkeypatch.setattr(Engine, "encode", lambda self, x: encoded.append(x.shape) or real_encode(self, x))
     code, out, _ = run("--content", content, "--style", style, "--output", tmp_path / "out", "--ext", "png")
     assert code == 0 and "4 written" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["a_stylized_s1.png", "a_stylized_s2.png", "b_stylized_s1.png", "b_stylized_s2.png"]
     assert pil_size(tmp_path / "out" / "b_stylized_s1.png") == (40, 44)
     assert len(calls) == 2
+    assert len(encoded) == 4  # 2 styles + 2 contents, each painted in both styles
 
 
 def test_existing_outputs_are_kept_unless_overwrite(run, png, tmp_path):

@@ -1,0 +1,186 @@
+"""The networks as stylization runs them: the same functions as `Encoder.relu4_1` and
+`Decoder` (which training uses), computed faster and, for large images, in tiles.
+
+- Upsampling + convolution: the decoder's nearest 2x upsampling followed by a
+  reflection-padded 3x3 convolution equals, for each of the four output phases, a 2x2
+  convolution of the low-resolution input with summed taps (replication padding stands in
+  for reflection). One 2x2 convolution with 4x the output channels computes all four at the
+  low resolution: the same numbers from 4/9 of the multiplies.
+- CPU: NNPACK's Winograd convolutions, which PyTorch's x86 and ARM builds bundle, one image
+  at a time (its batched path is slower); oneDNN on channels_last tensors where NNPACK is
+  missing or fails its self-check.
+- CUDA: bf16 weights and activations in channels_last (AdaIN's statistics stay fp32).
+- Tiles: images larger than `tile` px on a side are encoded and decoded in overlapping
+  tiles whose margins cover the networks' receptive fields, so the tiles give the numbers
+  one pass would (no seams) in bounded memory; AdaIN still sees the whole image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylize.models import POOL_AFTER, VGG_CONVS, Decoder, Encoder
+
+# Margins around tiles, in input pixels. The encoder's receptive field at relu4_1 is 68 px
+# (34 each side) and the decoder's about 4 feature cells each side; twice that, rounded to
+# the encoder's 8 px grid, leaves the tile interiors exact (tests/test_engine.py checks).
+ENCODER_MARGIN = 64
+DECODER_MARGIN = 8  # feature cells (64 output px)
+
+# One 2x2 tap pair per output phase and input tap of a 3x3 kernel row, for a conv after
+# nearest 2x upsampling: phase 0 reads rows (i-1, i) = (w0, w1+w2), phase 1 rows (i, i+1).
+PHASE_TAPS = torch.tensor([[[1.0, 0, 0], [0, 1, 1]], [[1.0, 1, 0], [0, 0, 1]]])
+
+
+def upconv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 kernels (O, I, 3, 3) of a conv after 2x upsampling -> (4*O, I, 2, 2), phases (a, b)."""
+    k = torch.einsum("apk,bql,oikl->aboipq", PHASE_TAPS.to(weight), PHASE_TAPS.to(weight), weight)
+    return k.reshape(4 * weight.shape[0], weight.shape[1], 2, 2)
+
+
+def interleave(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(N, 4*O, h+1, w+1) phase outputs -> (N, O, 2h, 2w): phase (a, b) of pixel (i, j) is
+    y[:, (a, b), :, i+a, j+b]. The output keeps y's memory format (a change costs a copy)."""
+    n, o = y.shape[0], y.shape[1] // 4
+    if y.is_contiguous():
+        phases = y.view(n, 2, 2, o, h + 1, w + 1)
+        out = y.new_empty(n, o, h, 2, w, 2)
+        for a in (0, 1):
+            for b in (0, 1):
+                out[:, :, :, a, :, b] = phases[:, a, b, :, a : a + h, b : b + w]
+        return out.view(n, o, 2 * h, 2 * w)
+    phases = y.permute(0, 2, 3, 1).reshape(n, h + 1, w + 1, 2, 2, o)
+    out = y.new_empty(n, h, 2, w, 2, o)
+    for a in (0, 1):
+        for b in (0, 1):
+            out[:, :, a, :, b] = phases[:, a : a + h, b : b + w, a, b]
+    return out.view(n, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
+
+
+def nnpack_works() -> bool:
+    """NNPACK present and right on a small case; the check also initialises it, which
+    torch does in `_nnpack_available` and which its convolution needs first."""
+    if not torch.backends.nnpack.is_available():
+        return False
+    x, w, b = torch.randn(1, 8, 12, 12), torch.randn(16, 8, 3, 3), torch.randn(16)
+    try:
+        got = torch._nnpack_spatial_convolution(x, w, b, [0, 0])
+    except RuntimeError:
+        return False
+    return torch.allclose(got, F.conv2d(x, w, b), rtol=1e-3, atol=1e-3)
+
+
+class Layer(nn.Module):
+    """A padded convolution (3x3, or the 2x2 form of upsampling + 3x3), optionally + ReLU."""
+
+    def __init__(self, conv: nn.Conv2d, relu: bool, after_upsample: bool) -> None:
+        super().__init__()
+        self.up, self.relu = after_upsample, relu
+        weight = upconv_weight(conv.weight) if after_upsample else conv.weight
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        self.bias = nn.Parameter((conv.bias.repeat(4) if after_upsample else conv.bias).detach().clone(), False)
+        self.nnpack = False  # set by Engine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        y = self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate" if self.up else "reflect"))
+        y = interleave(y, h, w) if self.up else y
+        return F.relu_(y) if self.relu else y
+
+    def conv(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nnpack:
+            try:
+                conv = torch._nnpack_spatial_convolution
+                return torch.cat([conv(xi[None], self.weight, self.bias, [0, 0]) for xi in x.contiguous()])
+            except RuntimeError:  # a shape NNPACK refuses: the native path from now on
+                self.nnpack = False
+        return F.conv2d(x, self.weight, self.bias)
+
+
+def encoder_layers(encoder: Encoder) -> nn.ModuleList:
+    return nn.ModuleList(Layer(getattr(encoder, name), True, False) for name, _, _ in VGG_CONVS)
+
+
+def decoder_layers(decoder: Decoder) -> nn.ModuleList:
+    mods, layers = list(decoder), nn.ModuleList()
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.Conv2d):
+            relu = i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU)
+            layers.append(Layer(m, relu, after_upsample=i > 0 and isinstance(mods[i - 1], nn.Upsample)))
+    return layers
+
+
+class Engine(nn.Module):
+    """`encode` = Encoder.relu4_1 and `decode` = Decoder on one device, for inference."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder, device: torch.device, tile: int | None = None) -> None:
+        super().__init__()
+        self.device = device
+        self.enc, self.dec = encoder_layers(encoder), decoder_layers(decoder)
+        self.dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        use_nnpack = device.type == "cpu" and nnpack_works()
+        for layer in (*self.enc, *self.dec):
+            layer.nnpack = use_nnpack
+        self.memory_format = torch.contiguous_format if use_nnpack else torch.channels_last
+        self.to(device, self.dtype, memory_format=self.memory_format)
+        # Larger tiles on the GPU: fewer, bigger launches and little margin recomputed.
+        self.tile = tile or (2048 if device.type == "cuda" else 1024)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """relu4_1 features (in the engine's dtype) of images whose sides are multiples of 8."""
+        x = x.to(self.device, self.dtype, memory_format=self.memory_format)
+        return tiled(self._encode, x, self.tile, ENCODER_MARGIN, 1 / 8)
+
+    @torch.no_grad()
+    def decode(self, feats: torch.Tensor) -> torch.Tensor:
+        """Images (float32, unclamped) from relu4_1 features, 8x their size."""
+        feats = feats.to(self.device, self.dtype, memory_format=self.memory_format)
+        return tiled(self._decode, feats, self.tile // 8, DECODER_MARGIN, 8).float()
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        for layer, (name, _, _) in zip(self.enc, VGG_CONVS):
+            x = layer(x)
+            if name in POOL_AFTER:
+                x = F.max_pool2d(x, 2)
+        return x
+
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.dec:
+            x = layer(x)
+        return x
+
+
+def tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, margin: int, scale: float
+) -> torch.Tensor:
+    """`fn` over overlapping tiles of `x` (N, C, H, W): tiles of about `tile` px (multiples of
+    `margin`) grown by `margin` on each side except at the image's edges, whose outputs (`scale`
+    times the size) are cut back to the tile and put together."""
+    height, width = x.shape[-2:]
+    if height <= tile and width <= tile:
+        return fn(x)
+    rows, cols = _spans(height, tile, margin), _spans(width, tile, margin)
+    out = None
+    for top, bottom in rows:
+        for left, right in cols:
+            t0, l0 = max(top - margin, 0), max(left - margin, 0)
+            y = fn(x[..., t0 : min(bottom + margin, height), l0 : min(right + margin, width)])
+            if out is None:
+                out = y.new_empty(*y.shape[:2], round(height * scale), round(width * scale))
+            dt, dl = round((top - t0) * scale), round((left - l0) * scale)
+            h, w = round((bottom - top) * scale), round((right - left) * scale)
+            out[..., round(top * scale) :, round(left * scale) :][..., :h, :w] = y[..., dt : dt + h, dl : dl + w]
+    return out
+
+
+def _spans(size: int, tile: int, step: int) -> list[tuple[int, int]]:
+    """[start, end) spans covering `size` in equal parts of at most ~`tile`, starts on `step`."""
+    n = math.ceil(size / tile)
+    length = math.ceil(size / n / step) * step
+    return [(i, min(i + length, size)) for i in range(0, size, length)]

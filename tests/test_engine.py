@@ -1,0 +1,93 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stylize import engine
+from stylize.engine import Engine, interleave, upconv_weight
+from stylize.models import Decoder, Encoder
+from stylize.stylizer import Stylizer
+
+CPU = torch.device("cpu")
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
+def nets(seed: int = 0) -> tuple[Encoder, Decoder]:
+    torch.manual_seed(seed)
+    return Encoder(), Decoder()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("hw", [(5, 7), (8, 8), (1, 3)])
+def test_upsampling_then_conv_equals_the_two_by_two_phase_conv(hw, channels_last):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 5, 3, padding=1, padding_mode="reflect")
+    x = torch.randn(2, 6, *hw)
+    want = conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), upconv_weight(conv.weight), conv.bias.repeat(4))
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    got = interleave(y, *hw)
+    assert got.shape == want.shape
+    assert rel_err(got, want) < 1e-5
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+@pytest.mark.parametrize("nnpack", [True, False])
+def test_engine_computes_what_the_training_networks_compute(nnpack):
+    if nnpack and not engine.nnpack_works():
+        pytest.skip("this torch has no working NNPACK")
+    enc, dec = nets()
+    eng = Engine(enc, dec, CPU)
+    for layer in (*eng.enc, *eng.dec):
+        layer.nnpack = nnpack
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        feats = enc.relu4_1(x)
+        assert rel_err(eng.encode(x), feats) < 1e-4
+        assert rel_err(eng.decode(feats), dec(feats)) < 1e-4
+
+
+def test_tiles_give_the_numbers_of_one_pass():
+    enc, dec = nets(1)
+    whole, tiles = Engine(enc, dec, CPU, tile=4096), Engine(enc, dec, CPU, tile=64)
+    x = torch.rand(1, 3, 200, 136)  # 4 x 3 tiles of ~64 px, uneven last ones
+    feats = whole.encode(x)
+    assert rel_err(tiles.encode(x), feats) < 1e-4
+    assert rel_err(tiles.decode(feats), whole.decode(feats)) < 1e-4
+
+
+def test_spans_cover_the_size_on_the_grid():
+    for size, tile, step in [(1030, 1024, 64), (4096, 1024, 64), (25, 8, 8), (7, 8, 8)]:
+        spans = engine._spans(size, tile, step)
+        assert spans[0][0] == 0 and spans[-1][1] == size
+        assert all(a == prev_end for (a, _), (_, prev_end) in zip(spans[1:], spans))
+        assert all(a % step == 0 and b - a <= tile + step for a, b in spans)
+
+
+def test_a_shape_nnpack_refuses_falls_back_to_the_native_convolution(monkeypatch):
+    enc, dec = nets()
+    eng = Engine(enc, dec, CPU)
+    for layer in (*eng.enc, *eng.dec):
+        layer.nnpack = True
+
+    def refuse(*args):
+        raise RuntimeError("NNPACK SpatialConvolution_updateOutput failed")
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", refuse)
+    x = torch.rand(1, 3, 32, 32)
+    assert rel_err(eng.encode(x), enc.relu4_1(x)) < 1e-4
+    assert not any(layer.nnpack for layer in eng.enc)
+
+
+def test_a_content_encoded_once_paints_as_the_image_does():
+    stylizer = Stylizer(*nets(), CPU)
+    content, style = torch.rand(3, 37, 45), torch.rand(3, 32, 32)
+    stats = stylizer.style_stats(style)
+    encoded = stylizer.encode(content)
+    for alpha in (1.0, 0.5):
+        assert torch.equal(stylizer.stylize(encoded, stats, alpha), stylizer.stylize(content, stats, alpha))
+    assert stylizer.stylize(encoded, style, preserve_color="luminance").shape == content.shape
