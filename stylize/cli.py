@@ -299,7 +299,9 @@ def style_jobs(args: argparse.Namespace, styles: Inputs) -> dict[tuple[Path, ...
     return {tuple(args.styles): Path("+".join(s.stem for s in args.styles))}
 
 
-def run(args: argparse.Namespace, report: Report, d: Dist | None = None) -> None:
+def run(args: argparse.Namespace, report: Report, d: Dist | None = None, stylizer: Stylizer | None = None) -> None:
+    """Stylize what `args` asks, recording the outcome in `report`; `stylizer` (default: loaded
+    from --encoder/--decoder) lets a caller such as the benchmark reuse loaded networks."""
     d = d or Dist()  # one process unless torchrun says otherwise
     contents, styles = find_all(args, report, d)
     jobs = style_jobs(args, styles)
@@ -328,7 +330,7 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None) -> None
     check_writable(output_folder(args) or args.output.parent)
     for folder in {out.parent for _, _, out in todo if out.parent.is_dir()}:
         remove_stale_temps(folder)  # left by a run killed with SIGKILL
-    stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, device_for(args.device, d))
+    stylizer = stylizer or Stylizer.from_pretrained(args.encoder, args.decoder, device_for(args.device, d))
     if stylizer.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # sizes repeat in a folder: pick the fastest kernels once
     styles_of = style_loader(args, stylizer, report)

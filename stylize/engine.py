@@ -7,8 +7,8 @@
   for reflection). One 2x2 convolution with 4x the output channels computes all four at the
   low resolution: the same numbers from 4/9 of the multiplies.
 - CPU: NNPACK's Winograd convolutions, which PyTorch's x86 and ARM builds bundle, one image
-  at a time (its batched path is slower); oneDNN on channels_last tensors where NNPACK is
-  missing or fails its self-check.
+  at a time (its batched path is slower), for all but small layers; oneDNN on channels_last
+  tensors where NNPACK is missing or fails its self-check.
 - CUDA: bf16 weights and activations in channels_last (AdaIN's statistics stay fp32).
 - Tiles: images larger than `tile` px on a side are encoded and decoded in overlapping
   tiles whose margins cover the networks' receptive fields, so the tiles give the numbers
@@ -31,6 +31,7 @@ from stylize.models import POOL_AFTER, VGG_CONVS, Decoder, Encoder
 # the encoder's 8 px grid, leaves the tile interiors exact (tests/test_engine.py checks).
 ENCODER_MARGIN = 64
 DECODER_MARGIN = 8  # feature cells (64 output px)
+NNPACK_MIN_PIXELS = 48 * 48
 
 # One 2x2 tap pair per output phase and input tap of a 3x3 kernel row, for a conv after
 # nearest 2x upsampling: phase 0 reads rows (i-1, i) = (w0, w1+w2), phase 1 rows (i, i+1).
@@ -93,7 +94,9 @@ class Layer(nn.Module):
         return F.relu_(y) if self.relu else y
 
     def conv(self, x: torch.Tensor) -> torch.Tensor:
-        if self.nnpack:
+        # NNPACK transforms the kernels on every call: it pays from about 48x48 px up, and not
+        # for the last layer's 3 output channels (measured on a 2-core AVX2 CPU).
+        if self.nnpack and x.shape[-2] * x.shape[-1] >= NNPACK_MIN_PIXELS and self.weight.shape[0] >= 16:
             try:
                 conv = torch._nnpack_spatial_convolution
                 return torch.cat([conv(xi[None], self.weight, self.bias, [0, 0]) for xi in x.contiguous()])

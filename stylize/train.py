@@ -45,6 +45,34 @@ def losses(
     return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, style_taps)
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA, where bf16 convolutions run fastest in it; on CPU it measured no faster."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def train_step(
+    encoder: Encoder,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    cfg: TrainConfig,
+    lr: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch of pairs; (loss, content loss, style loss)."""
+    device = next(model.parameters()).device
+    for group in opt.param_groups:
+        group["lr"] = lr
+    content, style = (x.to(device, non_blocking=True, memory_format=memory_format(device)) for x in (content, style))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
+        lc, ls = losses(encoder, model, content, style)
+    loss = cfg.content_weight * lc + cfg.style_weight * ls
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # under DDP this also averages the gradients over the processes
+    opt.step()
+    return loss, lc, ls
+
+
 CHECKPOINT_KEYS = {"decoder", "optimizer", "step", "rng", "cuda_rng"}
 
 
@@ -185,8 +213,10 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    encoder = load_encoder(cfg.encoder).to(device)
-    decoder = (load_decoder(cfg.init_decoder) if cfg.init_decoder else Decoder()).to(device)
+    encoder = load_encoder(cfg.encoder).to(device, memory_format=memory_format(device))
+    decoder = (load_decoder(cfg.init_decoder) if cfg.init_decoder else Decoder()).to(
+        device, memory_format=memory_format(device)
+    )
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
     run = Run(cfg) if d.is_main else None  # only rank 0 touches the run's files
     final = Path(cfg.out_dir) / "decoder.pth"
@@ -226,7 +256,6 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         for folder, seed in ((cfg.content_dir, cfg.seed), (cfg.style_dir, cfg.seed + 1))
     )
     pairs = sample_pairs(cfg) if run else None
-    use_amp = cfg.amp and device.type == "cuda"
     stop = StopSignals()
     done = saved = start
     bar = tqdm(total=cfg.steps, initial=start, desc="train", dynamic_ncols=True, disable=not run)
@@ -234,15 +263,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     try:
         for step in range(start, cfg.steps):
             lr = cfg.lr / (1 + cfg.lr_decay * step)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            content, style = next(contents).to(device, non_blocking=True), next(styles).to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                lc, ls = losses(encoder, model, content, style)
-            loss = cfg.content_weight * lc + cfg.style_weight * ls
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # under DDP this also averages the gradients over the processes
-            opt.step()
+            loss, lc, ls = train_step(encoder, model, opt, next(contents), next(styles), cfg, lr)
             done = step + 1
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:

@@ -1,0 +1,417 @@
+"""`python -m stylize.bench`: our stylization and training against the reference way, on one machine.
+
+The reference is a minimal, faithful copy of the original AdaIN pipeline (the authors' code as
+ported in the widely used pytorch-AdaIN: test.py and train.py): fp32, eager, NCHW, batch 1,
+ReflectionPad2d + Conv2d + ReLU modules, the style re-encoded for every pair, with our weights
+copied in. Ours is the CLI's path (`stylize.cli.run`, its default settings); both load their
+networks once, outside the timings, and go from files on disk to files on disk.
+
+Each measurement runs in its own process, so peak memory is its own: resident memory on the
+CPU (the process, torch included), allocated memory on the GPU. Prints a Markdown report
+(paste it into BENCHMARKS.md) and, with --json, writes the raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from stylize import cli
+from stylize.batch import Report
+from stylize.config import TrainConfig
+from stylize.models import POOL_AFTER, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, adain, mean_std
+from stylize.stylizer import Stylizer, pick_device
+from stylize.train import memory_format, train_step
+from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+# The reference way ---------------------------------------------------------------------------
+
+
+def reference_nets(encoder: Encoder, decoder: Decoder) -> tuple[list[nn.Sequential], nn.Sequential]:
+    """The original networks' layout: the encoder as four slices ending at relu1_1..relu4_1 (as
+    the reference training code cuts it), the decoder as one Sequential; our weights inside."""
+    slices, layers = [], []
+    for name, _, _ in VGG_CONVS:
+        layers += [nn.ReflectionPad2d(1), _copy_conv(getattr(encoder, name)), nn.ReLU()]
+        if "relu" + name[4:] in STYLE_TAPS:
+            slices.append(nn.Sequential(*layers))
+            layers = []
+        if name in POOL_AFTER:
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+    dec = []
+    for m in decoder:
+        dec += [nn.ReflectionPad2d(1), _copy_conv(m)] if isinstance(m, nn.Conv2d) else [type(m)()]
+        if isinstance(m, nn.Upsample):
+            dec[-1] = nn.Upsample(scale_factor=2, mode="nearest")
+    return [s.eval().requires_grad_(False) for s in slices], nn.Sequential(*dec)
+
+
+def _copy_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    plain = nn.Conv2d(conv.in_channels, conv.out_channels, 3)  # the padding is a module before it
+    plain.load_state_dict(conv.state_dict())
+    return plain
+
+
+def ref_encode(slices: list[nn.Sequential], x: torch.Tensor) -> list[torch.Tensor]:
+    taps = []
+    for s in slices:
+        x = s(x)
+        taps.append(x)
+    return taps
+
+
+def ref_load(path: Path, device: torch.device) -> torch.Tensor:
+    img = np.asarray(Image.open(path).convert("RGB"))  # as ToTensor()
+    return torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+
+
+def ref_save(img: torch.Tensor, path: Path) -> None:
+    arr = img[0].mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    Image.fromarray(arr).save(path)  # as torchvision's save_image
+
+
+@torch.no_grad()
+def ref_stylize(slices: list[nn.Sequential], dec: nn.Sequential, content: torch.Tensor, style: torch.Tensor):
+    c, s = ref_encode(slices, content)[-1], ref_encode(slices, style)[-1]
+    return dec(adain(c, *mean_std(s))).clamp(0, 1)
+
+
+def ref_pair(nets, content: Path, style: Path, out: Path, device: torch.device) -> None:
+    ref_save(ref_stylize(*nets, ref_load(content, device), ref_load(style, device)), out)
+
+
+def ref_train_step(slices, dec, opt, content, style, style_weight: float = 10.0) -> None:
+    style_taps = ref_encode(slices, style)
+    t = adain(ref_encode(slices, content)[-1], *mean_std(style_taps[-1]))
+    out_taps = ref_encode(slices, dec(t))
+    loss_c = F.mse_loss(out_taps[-1], t)
+    loss_s = sum(F.mse_loss(a, b) for o, s in zip(out_taps, style_taps) for a, b in zip(mean_std(o), mean_std(s)))
+    opt.zero_grad()
+    (loss_c + style_weight * loss_s).backward()
+    opt.step()
+
+
+# Measurements (each in its own process) -------------------------------------------------------
+
+
+def measure(spec: dict) -> dict:
+    device = pick_device(spec["device"])
+    torch.manual_seed(0)
+    encoder, decoder = load_encoder(DEFAULT_ENCODER), load_decoder(DEFAULT_DECODER)
+    kind, impl, folder = spec["kind"], spec.get("impl"), Path(spec["folder"])
+    if kind == "ceiling":
+        return {"tflops": matmul_ceiling(device)}
+    if kind == "train":
+        return timed_train(impl, encoder, decoder, device, spec["steps"])
+    if kind == "seams":  # the default tiles against one pass over the whole image
+        content = ref_load(folder / "content" / "000.jpg", device)[0]
+        style = ref_load(folder / "style" / "000.jpg", device)[0]
+        side = max(content.shape[-2:])
+        tiled, whole = (Stylizer(encoder, decoder, device, tile) for tile in (None, side))
+        a, b = (s.stylize(content, s.style_stats(style)) for s in (tiled, whole))
+        return {"max_abs": (a - b).abs().max().item(), "tile": tiled.engine.tile, "side": side}
+    contents, styles = sorted((folder / "content").iterdir()), sorted((folder / "style").iterdir())
+    out = Path(tempfile.mkdtemp(dir=folder))
+    if impl == "reference":
+        slices, dec = reference_nets(encoder, decoder)
+        nets = [s.to(device) for s in slices], dec.to(device)
+
+        def once(cs: list[Path]) -> None:
+            for c in cs:
+                for s in styles:
+                    ref_pair(nets, c, s, out / f"{c.stem}_{s.stem}.jpg", device)
+    else:
+        stylizer = Stylizer(encoder, decoder, device)
+
+        def once(cs: list[Path]) -> None:
+            args = ["--content", str(cs[0] if len(cs) == 1 else cs[0].parent), "--style", str(folder / "style")]
+            if len(styles) == 1:
+                args[-1] = str(styles[0])
+            args += ["--output", str(out), "--overwrite", "--content-size", "0", "--style-size", "0", "--max-size", "0"]
+            report = Report()
+            cli.run(cli.parse_args(args), report, stylizer=stylizer)
+            assert not report.failed, report.failed
+
+    once(contents[:1])  # warm-up: allocator, kernels, cudnn's choice
+    _reset_peak(device)
+    times = []
+    for _ in range(spec["repeats"]):
+        t0 = time.perf_counter()
+        once(contents)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    result = {"seconds": statistics.median(times), "images": len(contents) * len(styles), "peak_mb": _peak_mb(device)}
+    if kind == "pair" and impl == "ours":
+        result.update(fp32_error(encoder, decoder, contents[0], styles[0], device))
+    return result
+
+
+def fp32_error(encoder: Encoder, decoder: Decoder, content: Path, style: Path, device: torch.device) -> dict:
+    """Our output against the reference's fp32 one, on the same pair (before 8-bit rounding)."""
+    c, s = ref_load(content, device), ref_load(style, device)
+    stylizer = Stylizer(encoder, decoder, device)
+    got = stylizer.stylize(c, stylizer.style_stats(s[0]))
+    slices, dec = reference_nets(encoder, decoder)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # true fp32
+    want = ref_stylize([m.to(device) for m in slices], dec.to(device), c, s)
+    return {"rel_err": ((got - want).norm() / want.norm()).item(), "max_abs_err": (got - want).abs().max().item()}
+
+
+def timed_train(impl: str, encoder: Encoder, decoder: Decoder, device: torch.device, steps: int) -> dict:
+    cfg = TrainConfig()
+    batch = [torch.rand(cfg.batch_size, 3, cfg.crop_size, cfg.crop_size) for _ in range(2)]
+    if impl == "reference":
+        slices, dec = reference_nets(encoder, decoder)
+        slices, dec = [s.to(device) for s in slices], dec.to(device)
+        opt = torch.optim.Adam(dec.parameters(), lr=cfg.lr)
+
+        def step() -> None:
+            ref_train_step(slices, dec, opt, *(x.to(device) for x in batch), cfg.style_weight)
+    else:
+        encoder = encoder.to(device, memory_format=memory_format(device))
+        decoder = decoder.to(device, memory_format=memory_format(device)).train()
+        opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+
+        def step() -> None:
+            train_step(encoder, decoder, opt, *batch, cfg, cfg.lr)
+
+    step()
+    _sync(device)
+    _reset_peak(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return {"seconds": (time.perf_counter() - t0) / steps, "peak_mb": _peak_mb(device), "batch": cfg.batch_size}
+
+
+def matmul_ceiling(device: torch.device, n: int = 8192) -> float:
+    """bf16 matmul throughput (TFLOP/s): the ceiling the networks' FLOPs are compared with."""
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t0, reps = time.perf_counter(), 20
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def model_flops(h: int, w: int) -> tuple[float, float]:
+    """FLOPs (2 per multiply-add) of the encoder and of the decoder for an h x w image, as
+    the plain networks count them (our 2x2 phase convolutions need fewer)."""
+    enc, scale = 0.0, 1
+    for name, cin, cout in VGG_CONVS:
+        enc += 2 * 9 * cin * cout * (h // scale) * (w // scale)
+        scale *= 2 if name in POOL_AFTER else 1
+    dec = (
+        2
+        * 9
+        * sum(
+            m.in_channels * m.out_channels * (h // s) * (w // s)
+            for m, s in zip([m for m in Decoder() if isinstance(m, nn.Conv2d)], (8, 4, 4, 4, 4, 2, 2, 1, 1))
+        )
+    )
+    return enc, dec
+
+
+# The parent: images, processes, report ---------------------------------------------------------
+
+
+def make_images(folder: Path, name: str, n: int, size: int, seed: int) -> None:
+    """`n` distinct size x size JPEGs cut from the examples (scikit-image photos and the drawn styles)."""
+    sources = sorted((EXAMPLES / name).glob("*.jpg")) or sorted((EXAMPLES / "content").glob("*.jpg"))
+    rng = np.random.default_rng(seed)
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img = Image.open(sources[i % len(sources)]).convert("RGB")
+        side = int(min(img.size) * rng.uniform(0.6, 1.0))
+        x, y = rng.integers(0, img.width - side + 1), rng.integers(0, img.height - side + 1)
+        img.crop((x, y, x + side, y + side)).resize((size, size), Image.BICUBIC).save(
+            folder / name / f"{i:03d}.jpg", quality=95
+        )
+
+
+def run_one(spec: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stylize.bench", "--worker", json.dumps(spec)], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: {spec['kind']} {spec.get('impl', '')} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))))
+        return
+    device = pick_device(args.device)
+    gpu = device.type == "cuda"
+    sizes = args.sizes or ([256, 512, 1024, 2048] if gpu else [256, 512, 1024])
+    contents = args.contents or (64 if gpu else 16)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="stylize-bench-") as tmp:
+        root = Path(tmp)
+
+        def case(key: str, folder: Path, **spec) -> dict:
+            print(f"bench: {key}", file=sys.stderr, flush=True)
+            spec = {"device": args.device, "folder": str(folder), "repeats": args.repeats, **spec}
+            results[key] = run_one(spec)
+            return results[key]
+
+        for size in sizes:
+            make_images(root / f"pair{size}", "content", 1, size, 0)
+            make_images(root / f"pair{size}", "style", 1, size, 1)
+            for impl in ("reference", "ours"):
+                case(f"pair {size} {impl}", root / f"pair{size}", kind="pair", impl=impl)
+        fs = args.folder_size
+        make_images(root / "folder", "content", contents, fs, 2)
+        make_images(root / "folder", "style", args.styles, fs, 3)
+        for impl in ("reference", "ours"):
+            case(f"folder {fs} {impl}", root / "folder", kind="folder", impl=impl, repeats=1)
+        for impl in ("reference", "ours"):
+            case(f"train {impl}", root, kind="train", impl=impl, steps=args.train_steps)
+        if args.big:
+            make_images(root / "big", "content", 1, args.big, 4)
+            make_images(root / "big", "style", 1, 512, 5)
+            case(f"big {args.big} ours", root / "big", kind="pair", impl="big", repeats=1)
+        if args.seams:
+            make_images(root / "seams", "content", 1, args.seams, 6)
+            make_images(root / "seams", "style", 1, 512, 7)
+            case(f"seams {args.seams}", root / "seams", kind="seams")
+        if gpu:
+            case("ceiling", root, kind="ceiling")
+    print(report(results, args, device, sizes, contents))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def report(results: dict, args: argparse.Namespace, device: torch.device, sizes: list[int], contents: int) -> str:
+    ceiling = results.get("ceiling", {}).get("tflops")
+    lines = [
+        f"Machine: {machine(device)}; torch {torch.__version__}, Python {platform.python_version()}.",
+        f"Date: {datetime.date.today()}. Command: `python -m stylize.bench {shlex.join(sys.argv[1:])}`.",
+        "",
+        "| measurement | reference | ours | ours / reference | ours vs fp32 reference (rel. L2, max abs) |",
+        "|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        ref, ours = results[f"pair {size} reference"], results[f"pair {size} ours"]
+        enc, dec = model_flops(size, size)
+        lines.append(
+            f"| one pair {size}x{size}: latency | {ref['seconds'] * 1e3:.0f} ms, {ref['peak_mb']:.0f} MB "
+            f"| {ours['seconds'] * 1e3:.0f} ms, {ours['peak_mb']:.0f} MB{_share(2 * enc + dec, ours, ceiling)} "
+            f"| {ref['seconds'] / ours['seconds']:.2f}x faster | {ours['rel_err']:.1e}, {ours['max_abs_err']:.1e} |"
+        )
+    fs = args.folder_size
+    ref, ours = results[f"folder {fs} reference"], results[f"folder {fs} ours"]
+    enc, dec = model_flops(fs, fs)
+    work = (contents + args.styles) * enc + contents * args.styles * dec  # what ours has to compute
+    speedup = ref["seconds"] / ours["seconds"]
+    lines.append(
+        f"| folder {contents} x {args.styles} at {fs}x{fs}: images/s | {ref['images'] / ref['seconds']:.2f} "
+        f"| {ours['images'] / ours['seconds']:.2f}{_share(work, ours, ceiling)} | {speedup:.2f}x | |"
+    )
+    ref, ours = results["train reference"], results["train ours"]
+    lines.append(
+        f"| training, batch {ref['batch']} at 256x256: iterations/s | {1 / ref['seconds']:.3f}, "
+        f"{ref['peak_mb']:.0f} MB | {1 / ours['seconds']:.3f}, {ours['peak_mb']:.0f} MB "
+        f"| {ref['seconds'] / ours['seconds']:.2f}x | |"
+    )
+    if args.big:
+        big = results[f"big {args.big} ours"]
+        lines.append(
+            f"| one {args.big}x{args.big} image (style 512x512), in tiles | | {big['seconds']:.1f} s, "
+            f"peak {big['peak_mb']:.0f} MB | | |"
+        )
+    if args.seams:
+        seams = results[f"seams {args.seams}"]
+        lines.append(
+            f"| one {args.seams}x{args.seams} image in {seams['tile']} px tiles vs one pass | | | | "
+            f"max abs difference {seams['max_abs']:.1e} |"
+        )
+    if ceiling:
+        lines.append(f"\nMeasured bf16 matmul ceiling: {ceiling:.0f} TFLOP/s (8192^3 matmuls).")
+    return "\n".join(lines)
+
+
+def _share(flops: float, result: dict, ceiling: float | None) -> str:
+    if not ceiling:
+        return ""
+    achieved = flops / result["seconds"] / 1e12
+    return f", {achieved:.1f} TFLOP/s = {achieved / ceiling:.0%} of the ceiling"
+
+
+def machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines() if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor()} CPU, {torch.get_num_threads()} threads"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m stylize.bench",
+        description="Time stylization (one pair, a folder, one very large image) and training, ours against "
+        "the reference AdaIN way, on this machine. Takes minutes on a GPU, ~15 minutes on a 2-core CPU.",
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda (default: auto)")
+    p.add_argument("--sizes", type=int, nargs="*", help="pair sizes (default: 256 512 1024, and 2048 on a GPU)")
+    p.add_argument("--folder-size", type=int, default=512, help="image size of the folder run (default: 512)")
+    p.add_argument("--contents", type=int, help="contents in the folder run (default: 64 on a GPU, 16 on a CPU)")
+    p.add_argument("--styles", type=int, default=4, help="styles in the folder run (default: 4)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats of each pair (the median counts)")
+    p.add_argument("--train-steps", type=int, default=3, help="timed training iterations (default: 3)")
+    p.add_argument("--big", type=int, default=4096, help="side of the very large image; 0 skips it (default: 4096)")
+    p.add_argument(
+        "--seams",
+        type=int,
+        default=2048,
+        help="side of an image stylized in tiles and in one pass, to compare "
+        "(one pass needs ~4x the memory of tiles); 0 skips it (default: 2048)",
+    )
+    p.add_argument("--json", type=Path, help="also write the raw numbers here")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main()
