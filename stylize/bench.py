@@ -99,15 +99,17 @@ def ref_pair(nets, content: Path, style: Path, out: Path, device: torch.device) 
     ref_save(ref_stylize(*nets, ref_load(content, device), ref_load(style, device)), out)
 
 
-def ref_train_step(slices, dec, opt, content, style, style_weight: float = 10.0) -> None:
+def ref_train_step(slices, dec, opt, content, style, style_weight: float = 10.0) -> float:
     style_taps = ref_encode(slices, style)
     t = adain(ref_encode(slices, content)[-1], *mean_std(style_taps[-1]))
     out_taps = ref_encode(slices, dec(t))
     loss_c = F.mse_loss(out_taps[-1], t)
     loss_s = sum(F.mse_loss(a, b) for o, s in zip(out_taps, style_taps) for a, b in zip(mean_std(o), mean_std(s)))
+    loss = loss_c + style_weight * loss_s
     opt.zero_grad()
-    (loss_c + style_weight * loss_s).backward()
+    loss.backward()
     opt.step()
+    return loss.item()
 
 
 # Measurements (each in its own process) -------------------------------------------------------

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import functools
 import itertools
+import os
 import signal
 import sys
 import tempfile
@@ -352,7 +353,9 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None, stylize
         bar.close()
 
 
-IO_WORKERS = 4  # threads reading contents ahead and writing outputs behind the networks
+# Threads reading contents ahead and writing outputs behind the networks: JPEG coding on a
+# GPU machine takes longer than the networks, so up to one per core.
+IO_WORKERS = min(8, os.cpu_count() or 1)
 
 
 def read_content(args: argparse.Namespace, path: Path, stylizer: Stylizer) -> torch.Tensor:

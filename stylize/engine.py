@@ -121,12 +121,20 @@ def decoder_layers(decoder: Decoder) -> nn.ModuleList:
 class Engine(nn.Module):
     """`encode` = Encoder.relu4_1 and `decode` = Decoder on one device, for inference."""
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, device: torch.device, tile: int | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        decoder: Decoder,
+        device: torch.device,
+        tile: int | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
         self.device = device
         self.enc, self.dec = encoder_layers(encoder), decoder_layers(decoder)
-        self.dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        use_nnpack = device.type == "cpu" and nnpack_works()
+        # bf16 where tensor cores make it fast; x86 CPUs without AMX compute it slower than fp32
+        self.dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        use_nnpack = device.type == "cpu" and self.dtype == torch.float32 and nnpack_works()
         for layer in (*self.enc, *self.dec):
             layer.nnpack = use_nnpack
         self.memory_format = torch.contiguous_format if use_nnpack else torch.channels_last

@@ -91,3 +91,13 @@ def test_a_content_encoded_once_paints_as_the_image_does():
     for alpha in (1.0, 0.5):
         assert torch.equal(stylizer.stylize(encoded, stats, alpha), stylizer.stylize(content, stats, alpha))
     assert stylizer.stylize(encoded, style, preserve_color="luminance").shape == content.shape
+
+
+def test_bf16_as_on_cuda_stays_near_the_fp32_picture():
+    enc, dec = nets(2)
+    x = torch.rand(1, 3, 64, 80)
+    fp32, bf16 = Engine(enc, dec, CPU), Engine(enc, dec, CPU, dtype=torch.bfloat16)
+    feats = bf16.encode(x)
+    assert feats.dtype == torch.bfloat16 and bf16.decode(feats).dtype == torch.float32
+    assert rel_err(feats, fp32.encode(x)) < 3e-2
+    assert rel_err(bf16.decode(feats), fp32.decode(feats.float())) < 3e-2

@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import torch
+from helpers import make_image
+from torch import nn
+
+from stylize import bench
+from stylize.config import TrainConfig
+from stylize.images import save_image
+from stylize.models import Decoder, Encoder
+from stylize.train import losses
+
+
+@pytest.fixture
+def nets():
+    torch.manual_seed(0)
+    return Encoder(), Decoder()
+
+
+def test_the_reference_networks_compute_ours(nets):
+    enc, dec = nets
+    slices, ref_dec = bench.reference_nets(enc, dec)
+    x = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        taps, ours = bench.ref_encode(slices, x), enc(x)
+        assert [t.shape for t in taps] == [ours[k].shape for k in ("relu1_1", "relu2_1", "relu3_1", "relu4_1")]
+        assert torch.allclose(taps[-1], ours["relu4_1"], atol=1e-5)
+        assert torch.allclose(ref_dec(taps[-1]), dec(taps[-1]), atol=1e-5)
+
+
+def test_the_reference_training_step_has_our_loss(nets):
+    enc, dec = nets
+    content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    lc, ls = losses(enc, dec, content, style)
+    slices, ref_dec = bench.reference_nets(enc, dec)
+    opt = torch.optim.Adam(ref_dec.parameters())
+    ref = bench.ref_train_step(slices, ref_dec, opt, content, style, 10.0)
+    assert ref == pytest.approx((lc + 10 * ls).item(), rel=1e-4)
+
+
+def test_model_flops_count_every_convolution(nets):
+    enc, dec = nets
+    counted = []
+
+    def hook(module, inputs, output):
+        counted.append(2 * output.numel() * module.in_channels * 9)
+
+    for m in [*enc.modules(), *dec.modules()]:
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        dec(enc.relu4_1(torch.rand(1, 3, 64, 96)))
+    assert sum(bench.model_flops(64, 96)) == sum(counted)
+
+
+def test_pair_measurements_of_both_ways(tmp_path):
+    for name, seed in (("content", 1), ("style", 2)):
+        (tmp_path / name).mkdir()
+        save_image(make_image(40, 48, seed), tmp_path / name / "000.jpg")
+    spec = {"device": "cpu", "folder": str(tmp_path), "repeats": 1, "kind": "pair"}
+    ref, ours = (bench.measure({**spec, "impl": impl}) for impl in ("reference", "ours"))
+    for r in (ref, ours):
+        assert r["images"] == 1 and r["seconds"] > 0 and r["peak_mb"] > 0
+    assert ours["rel_err"] < 1e-4  # fp32 CPU: the fast paths give the reference's picture
+
+
+def test_report_states_machine_ratios_and_errors():
+    results = {
+        "pair 256 reference": {"seconds": 1.0, "peak_mb": 300},
+        "pair 256 ours": {"seconds": 0.5, "peak_mb": 200, "rel_err": 1e-5, "max_abs_err": 2e-5},
+        "folder 512 reference": {"seconds": 8.0, "images": 8},
+        "folder 512 ours": {"seconds": 2.0, "images": 8},
+        "train reference": {"seconds": 2.0, "peak_mb": 900, "batch": TrainConfig().batch_size},
+        "train ours": {"seconds": 1.0, "peak_mb": 800, "batch": 8},
+        "ceiling": {"tflops": 100.0},
+    }
+    args = bench.parse_args(["--big", "0", "--seams", "0", "--styles", "2"])
+    text = bench.report(results, args, torch.device("cpu"), [256], 4)
+    assert "| one pair 256x256: latency | 1000 ms, 300 MB | 500 ms, 200 MB" in text
+    assert "2.00x faster | 1.0e-05, 2.0e-05 |" in text
+    assert "| folder 4 x 2 at 512x512: images/s | 1.00 | 4.00" in text and "| 4.00x |" in text
+    assert "of the ceiling" in text and "Measured bf16 matmul ceiling: 100 TFLOP/s" in text
+    json.dumps(results)
