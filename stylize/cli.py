@@ -321,10 +321,10 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None, stylize
             todo.append((content, style, out))
     if not todo:
         return
-    args.mask_images = []
+    masks = []
     for path in args.masks:
         try:
-            args.mask_images.append(load_mask(path))
+            masks.append(load_mask(path))
         except ImageError as e:
             report.fail(path, e)
             return
@@ -335,6 +335,7 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None, stylize
     if stylizer.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # sizes repeat in a folder: pick the fastest kernels once
     styles_of = style_loader(args, stylizer, report)
+    controls = {"weights": args.weights, "masks": masks or None, "preserve_color": args.preserve_color}
     groups = [(cpath, list(group)) for cpath, group in itertools.groupby(todo, key=lambda t: t[0])]
     writer: WriteBehind[tuple[Path, Path, Path]] = WriteBehind(IO_WORKERS)
     bar = tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2 or not d.is_main)
@@ -346,7 +347,7 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None, stylize
                 continue
             if isinstance(content, Exception):
                 raise content
-            if not paint(args, stylizer, styles_of, cpath, content, group, writer, report, bar):
+            if not paint(stylizer, styles_of, controls, args.alpha, cpath, content, group, writer, report, bar):
                 return
     finally:
         settle(writer.close(), report)
@@ -365,9 +366,10 @@ def read_content(args: argparse.Namespace, path: Path, stylizer: Stylizer) -> to
 
 
 def paint(
-    args: argparse.Namespace,
     stylizer: Stylizer,
     styles_of: Callable[[tuple[Path, ...]], Style | list[Style] | None],
+    controls: dict,
+    alpha: float,
     cpath: Path,
     content: torch.Tensor,
     group: list[tuple[Path, tuple[Path, ...], Path]],
@@ -376,14 +378,13 @@ def paint(
     bar: tqdm,
 ) -> bool:
     """One content in each of its styles, encoded once; False when the batch must stop."""
-    controls = {"weights": args.weights, "masks": args.mask_images or None, "preserve_color": args.preserve_color}
     try:
-        source = content[:3] if args.preserve_color else stylizer.encode(content[:3])
+        source = content[:3] if controls["preserve_color"] else stylizer.encode(content[:3])
         for _, spath, out in group:
             bar.update(1)
             if (style := styles_of(spath)) is None:
                 continue
-            rgb = stylizer.stylize(source, style, args.alpha, **controls)
+            rgb = stylizer.stylize(source, style, alpha, **controls)
             tag = (cpath, Path("+".join(map(str, spath))), out)
             if not settle(
                 writer.submit(tag, functools.partial(save, torch.cat([rgb.cpu(), content[3:]]), out)), report
