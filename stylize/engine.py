@@ -99,7 +99,8 @@ class Layer(nn.Module):
         if self.nnpack and x.shape[-2] * x.shape[-1] >= NNPACK_MIN_PIXELS and self.weight.shape[0] >= 16:
             try:
                 conv = torch._nnpack_spatial_convolution
-                return torch.cat([conv(xi[None], self.weight, self.bias, [0, 0]) for xi in x.contiguous()])
+                ys = [conv(xi[None], self.weight, self.bias, [0, 0]) for xi in x.contiguous()]
+                return ys[0] if len(ys) == 1 else torch.cat(ys)
             except RuntimeError:  # a shape NNPACK refuses: the native path from now on
                 self.nnpack = False
         return F.conv2d(x, self.weight, self.bias)
