@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import platform
 import resource
 import shlex
@@ -270,9 +271,12 @@ def make_images(folder: Path, name: str, n: int, size: int, seed: int) -> None:
         )
 
 
-def run_one(spec: dict) -> dict:
+def run_one(spec: dict, env: dict[str, str]) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "stylize.bench", "--worker", json.dumps(spec)], capture_output=True, text=True
+        [sys.executable, "-m", "stylize.bench", "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
     )
     if proc.returncode != 0:
         raise SystemExit(f"bench: {spec['kind']} {spec.get('impl', '')} failed:\n{proc.stderr[-3000:]}")
@@ -287,28 +291,31 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device)
     gpu = device.type == "cuda"
     sizes = args.sizes or ([256, 512, 1024, 2048] if gpu else [256, 512, 1024])
-    contents = args.contents or (64 if gpu else 16)
+    contents = args.contents if args.contents is not None else (64 if gpu else 16)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="stylize-bench-") as tmp:
         root = Path(tmp)
 
-        def case(key: str, folder: Path, **spec) -> dict:
+        def case(key: str, folder: Path, env: dict[str, str] | None = None, **spec) -> None:
             print(f"bench: {key}", file=sys.stderr, flush=True)
             spec = {"device": args.device, "folder": str(folder), "repeats": args.repeats, **spec}
-            results[key] = run_one(spec)
-            return results[key]
+            results[key] = run_one(spec, env or {})
 
         for size in sizes:
             make_images(root / f"pair{size}", "content", 1, size, 0)
             make_images(root / f"pair{size}", "style", 1, size, 1)
             for impl in ("reference", "ours"):
                 case(f"pair {size} {impl}", root / f"pair{size}", kind="pair", impl=impl)
+            if args.ablation and not gpu:
+                no_nnpack = {"STYLIZE_NNPACK": "0"}
+                case(f"pair {size} ours without NNPACK", root / f"pair{size}", no_nnpack, kind="pair", impl="ours")
         fs = args.folder_size
-        make_images(root / "folder", "content", contents, fs, 2)
-        make_images(root / "folder", "style", args.styles, fs, 3)
-        for impl in ("reference", "ours"):
-            case(f"folder {fs} {impl}", root / "folder", kind="folder", impl=impl, repeats=1)
-        for impl in ("reference", "ours"):
+        if contents:
+            make_images(root / "folder", "content", contents, fs, 2)
+            make_images(root / "folder", "style", args.styles, fs, 3)
+            for impl in ("reference", "ours"):
+                case(f"folder {fs} {impl}", root / "folder", kind="folder", impl=impl, repeats=1)
+        for impl in ("reference", "ours") if args.train_steps else ():
             case(f"train {impl}", root, kind="train", impl=impl, steps=args.train_steps)
         if args.big:
             make_images(root / "big", "content", 1, args.big, 4)
@@ -342,21 +349,29 @@ def report(results: dict, args: argparse.Namespace, device: torch.device, sizes:
             f"| {ours['seconds'] * 1e3:.0f} ms, {ours['peak_mb']:.0f} MB{_share(2 * enc + dec, ours, ceiling)} "
             f"| {ref['seconds'] / ours['seconds']:.2f}x faster | {ours['rel_err']:.1e}, {ours['max_abs_err']:.1e} |"
         )
+        if (plain := results.get(f"pair {size} ours without NNPACK")) is not None:
+            lines.append(
+                f"| same, ours with STYLIZE_NNPACK=0 (oneDNN) | | {plain['seconds'] * 1e3:.0f} ms, "
+                f"{plain['peak_mb']:.0f} MB | {ref['seconds'] / plain['seconds']:.2f}x faster "
+                f"| {plain['rel_err']:.1e}, {plain['max_abs_err']:.1e} |"
+            )
     fs = args.folder_size
-    ref, ours = results[f"folder {fs} reference"], results[f"folder {fs} ours"]
-    enc, dec = model_flops(fs, fs)
-    work = (contents + args.styles) * enc + contents * args.styles * dec  # what ours has to compute
-    speedup = ref["seconds"] / ours["seconds"]
-    lines.append(
-        f"| folder {contents} x {args.styles} at {fs}x{fs}: images/s | {ref['images'] / ref['seconds']:.2f} "
-        f"| {ours['images'] / ours['seconds']:.2f}{_share(work, ours, ceiling)} | {speedup:.2f}x | |"
-    )
-    ref, ours = results["train reference"], results["train ours"]
-    lines.append(
-        f"| training, batch {ref['batch']} at 256x256: iterations/s | {1 / ref['seconds']:.3f}, "
-        f"{ref['peak_mb']:.0f} MB | {1 / ours['seconds']:.3f}, {ours['peak_mb']:.0f} MB "
-        f"| {ref['seconds'] / ours['seconds']:.2f}x | |"
-    )
+    if contents:
+        ref, ours = results[f"folder {fs} reference"], results[f"folder {fs} ours"]
+        enc, dec = model_flops(fs, fs)
+        work = (contents + args.styles) * enc + contents * args.styles * dec  # what ours has to compute
+        speedup = ref["seconds"] / ours["seconds"]
+        lines.append(
+            f"| folder {contents} x {args.styles} at {fs}x{fs}: images/s | {ref['images'] / ref['seconds']:.2f} "
+            f"| {ours['images'] / ours['seconds']:.2f}{_share(work, ours, ceiling)} | {speedup:.2f}x | |"
+        )
+    if args.train_steps:
+        ref, ours = results["train reference"], results["train ours"]
+        lines.append(
+            f"| training, batch {ref['batch']} at 256x256: iterations/s | {1 / ref['seconds']:.3f}, "
+            f"{ref['peak_mb']:.0f} MB | {1 / ours['seconds']:.3f}, {ours['peak_mb']:.0f} MB "
+            f"| {ref['seconds'] / ours['seconds']:.2f}x | |"
+        )
     if args.big:
         big = results[f"big {args.big} ours"]
         lines.append(
@@ -398,10 +413,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda (default: auto)")
     p.add_argument("--sizes", type=int, nargs="*", help="pair sizes (default: 256 512 1024, and 2048 on a GPU)")
     p.add_argument("--folder-size", type=int, default=512, help="image size of the folder run (default: 512)")
-    p.add_argument("--contents", type=int, help="contents in the folder run (default: 64 on a GPU, 16 on a CPU)")
+    p.add_argument(
+        "--contents", type=int, help="contents in the folder run; 0 skips it (default: 64 on a GPU, 16 on a CPU)"
+    )
     p.add_argument("--styles", type=int, default=4, help="styles in the folder run (default: 4)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each pair (the median counts)")
-    p.add_argument("--train-steps", type=int, default=3, help="timed training iterations (default: 3)")
+    p.add_argument("--train-steps", type=int, default=3, help="timed training iterations; 0 skips them (default: 3)")
+    p.add_argument("--ablation", action="store_true", help="CPU: also time our pairs with NNPACK turned off")
     p.add_argument("--big", type=int, default=4096, help="side of the very large image; 0 skips it (default: 4096)")
     p.add_argument(
         "--seams",

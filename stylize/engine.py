@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -65,8 +66,9 @@ def interleave(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 def nnpack_works() -> bool:
     """NNPACK present and right on a small case; the check also initialises it, which
-    torch does in `_nnpack_available` and which its convolution needs first."""
-    if not torch.backends.nnpack.is_available():
+    torch does in `_nnpack_available` and which its convolution needs first.
+    STYLIZE_NNPACK=0 in the environment turns it off (oneDNN runs instead)."""
+    if os.environ.get("STYLIZE_NNPACK", "1") == "0" or not torch.backends.nnpack.is_available():
         return False
     x, w, b = torch.randn(1, 8, 12, 12), torch.randn(16, 8, 3, 3), torch.randn(16)
     try:

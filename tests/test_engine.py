@@ -101,3 +101,10 @@ def test_bf16_as_on_cuda_stays_near_the_fp32_picture():
     assert feats.dtype == torch.bfloat16 and bf16.decode(feats).dtype == torch.float32
     assert rel_err(feats, fp32.encode(x)) < 3e-2
     assert rel_err(bf16.decode(feats), fp32.decode(feats.float())) < 3e-2
+
+
+def test_stylize_nnpack_0_turns_nnpack_off(monkeypatch):
+    monkeypatch.setenv("STYLIZE_NNPACK", "0")
+    assert not engine.nnpack_works()
+    eng = Engine(*nets(), CPU)
+    assert not any(layer.nnpack for layer in eng.enc) and eng.memory_format == torch.channels_last
