@@ -78,7 +78,7 @@ def test_report_states_machine_ratios_and_errors():
     args = bench.parse_args(["--big", "0", "--seams", "0", "--styles", "2"])
     text = bench.report(results, args, torch.device("cpu"), [256], 4)
     assert "| one pair 256x256: latency | 1000 ms, 300 MB | 500 ms, 200 MB" in text
-    assert "2.00x faster | 1.0e-05, 2.0e-05 |" in text
+    assert "| 2.00x | 1.0e-05, 2.0e-05 |" in text
     assert "| folder 4 x 2 at 512x512: images/s | 1.00 | 4.00" in text and "| 4.00x |" in text
     assert "of the ceiling" in text and "Measured bf16 matmul ceiling: 100 TFLOP/s" in text
     json.dumps(results)
