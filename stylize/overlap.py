@@ -14,12 +14,12 @@ R = TypeVar("R")
 
 
 def read_ahead(items: Iterable[T], read: Callable[[T], R], workers: int = 2) -> Iterator[tuple[T, R | Exception]]:
-    """`(item, read(item))` in the items' order, with up to 2 x `workers` items read ahead;
-    an exception that `read` raises comes in place of its result."""
+    """`(item, read(item))` in the items' order, with up to `workers` items read ahead (each
+    may be a large image); an exception that `read` raises comes in place of its result."""
     items = iter(items)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="read")
     try:
-        pending = deque((item, pool.submit(read, item)) for item in itertools.islice(items, 2 * workers))
+        pending = deque((item, pool.submit(read, item)) for item in itertools.islice(items, workers))
         while pending:
             item, future = pending.popleft()
             for nxt in itertools.islice(items, 1):
@@ -34,7 +34,7 @@ def read_ahead(items: Iterable[T], read: Callable[[T], R], workers: int = 2) -> 
 
 class WriteBehind(Generic[T]):
     """Runs writes in worker threads and hands back their results in submission order, with
-    a tag each; at most 2 x `workers` are in flight, so finished images do not pile up."""
+    a tag each; at most `workers` are in flight, so finished images do not pile up in memory."""
 
     def __init__(self, workers: int = 2) -> None:
         self.workers = workers
@@ -44,7 +44,7 @@ class WriteBehind(Generic[T]):
     def submit(self, tag: T, write: Callable[[], R]) -> list[tuple[T, R]]:
         """Queue `write`; returns the (tag, result) of earlier writes that have finished."""
         self.pending.append((tag, self.pool.submit(write)))
-        return self.finished(wait=len(self.pending) > 2 * self.workers)
+        return self.finished(wait=len(self.pending) > self.workers)
 
     def finished(self, wait: bool = False) -> list[tuple[T, R]]:
         """Results of the finished writes at the front of the queue (the oldest, if `wait`)."""
