@@ -408,7 +408,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m stylize.bench",
         description="Time stylization (one pair, a folder, one very large image) and training, ours against "
-        "the reference AdaIN way, on this machine. Takes minutes on a GPU, ~15 minutes on a 2-core CPU.",
+        "the reference AdaIN way, on this machine. About 30 minutes on a 2-core CPU.",
     )
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda (default: auto)")
     p.add_argument("--sizes", type=int, nargs="*", help="pair sizes (default: 256 512 1024, and 2048 on a GPU)")
@@ -417,7 +417,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--contents", type=int, help="contents in the folder run; 0 skips it (default: 64 on a GPU, 16 on a CPU)"
     )
     p.add_argument("--styles", type=int, default=4, help="styles in the folder run (default: 4)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of each pair (the median counts)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats of each pair; the median counts (default: 3)")
     p.add_argument("--train-steps", type=int, default=3, help="timed training iterations; 0 skips them (default: 3)")
     p.add_argument("--ablation", action="store_true", help="CPU: also time our pairs with NNPACK turned off")
     p.add_argument("--big", type=int, default=4096, help="side of the very large image; 0 skips it (default: 4096)")
