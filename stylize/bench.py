@@ -38,7 +38,7 @@ from stylize.batch import Report
 from stylize.config import TrainConfig
 from stylize.models import POOL_AFTER, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, adain, mean_std
 from stylize.stylizer import Stylizer, pick_device
-from stylize.train import memory_format, train_step
+from stylize.train import Batch, memory_format, train_step
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -195,7 +195,7 @@ def timed_train(impl: str, encoder: Encoder, decoder: Decoder, device: torch.dev
         opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
 
         def step() -> None:
-            train_step(encoder, decoder, opt, *batch, cfg, cfg.lr)
+            train_step(encoder, decoder, opt, Batch(batch[0], style=batch[1]), cfg, cfg.lr)
 
     step()
     _sync(device)

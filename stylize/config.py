@@ -31,6 +31,7 @@ class TrainConfig:
     lr: float = 1e-4
     lr_decay: float = 5e-5  # lr / (1 + lr_decay * step), as in the reference
     seed: int = 0
+    recon_steps: int = 0  # warm start: the first N steps train the decoder to give the photo back
     # machinery
     device: str = "auto"  # auto: cuda when present, else cpu
     amp: bool = True  # bf16 autocast on cuda (ignored on cpu)
@@ -43,6 +44,9 @@ class TrainConfig:
     sample_pairs: int = 4  # fixed content/style pairs in the sample grid
     sample_size: int = 256
     init_decoder: str = ""  # optional decoder weights to start from
+    init_step: int = 0  # the step init_decoder was trained to: the lr schedule and data go on from there
+    cache_dir: str = ""  # a folder for fixed crops encoded once (stylize/cache.py); empty: encode every step
+    cache_crops: int = 2  # crops per image in the cache
     tags: dict[str, str] = field(default_factory=dict)  # free-form notes kept with checkpoints
 
 
@@ -73,7 +77,9 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     if unknown:
         raise ConfigError(f"unknown config key '{unknown[0]}' (known keys: {', '.join(sorted(hints))})")
     cfg = TrainConfig(**{k: _check_type(k, v, hints[k]) for k, v in data.items()})
-    for key in ("image_size", "crop_size", "steps", "batch_size", "log_every", "checkpoint_every", "sample_every"):
+    for key in (
+        "image_size", "crop_size", "steps", "batch_size", "log_every", "checkpoint_every", "sample_every", "cache_crops"
+    ):  # fmt: skip
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
     if cfg.crop_size > cfg.image_size:

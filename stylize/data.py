@@ -18,6 +18,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from stylize.images import IMAGE_EXTS, ImageError, list_images, load_image, resize_short
 
 
+def permutation(seed: int, epoch: int, n: int) -> list[int]:
+    """The order of `n` items in pass `epoch` over them: a fresh permutation for every pass."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
 class CropDataset(Dataset):
     def __init__(self, root: str | Path, image_size: int, crop_size: int, seed: int) -> None:
         self.root, self.files = root, list_images(root, recursive=True)
@@ -32,16 +38,11 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def _order(self, epoch: int) -> list[int]:
-        """A fresh permutation of the files for every pass, cached for the current pass."""
-        if self._epoch != epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._epoch, self._perm = epoch, torch.randperm(len(self.files), generator=g).tolist()
-        return self._perm
-
     def _file(self, k: int) -> Path:
-        n = len(self.files)
-        return self.files[self._order(k // n)[k % n]]
+        if self._epoch != k // len(self.files):
+            self._epoch = k // len(self.files)
+            self._perm = permutation(self.seed, self._epoch, len(self.files))
+        return self.files[self._perm[k % len(self.files)]]
 
     def __getitem__(self, k: int) -> torch.Tensor:
         # A file that fails to load is skipped (with one warning) for the next in the order.

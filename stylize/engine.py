@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.models import POOL_AFTER, VGG_CONVS, Decoder, Encoder
+from stylize.models import POOL_AFTER, VGG_CONVS, Decoder, Encoder, upconv_weight
 
 # Margins around tiles, in input pixels. The encoder's receptive field at relu4_1 is 68 px
 # (34 each side) and the decoder's about 4 feature cells each side; twice that, rounded to
@@ -33,16 +33,6 @@ from stylize.models import POOL_AFTER, VGG_CONVS, Decoder, Encoder
 ENCODER_MARGIN = 64
 DECODER_MARGIN = 8  # feature cells (64 output px)
 NNPACK_MIN_PIXELS = 48 * 48
-
-# One 2x2 tap pair per output phase and input tap of a 3x3 kernel row, for a conv after
-# nearest 2x upsampling: phase 0 reads rows (i-1, i) = (w0, w1+w2), phase 1 rows (i, i+1).
-PHASE_TAPS = torch.tensor([[[1.0, 0, 0], [0, 1, 1]], [[1.0, 1, 0], [0, 0, 1]]])
-
-
-def upconv_weight(weight: torch.Tensor) -> torch.Tensor:
-    """3x3 kernels (O, I, 3, 3) of a conv after 2x upsampling -> (4*O, I, 2, 2), phases (a, b)."""
-    k = torch.einsum("apk,bql,oikl->aboipq", PHASE_TAPS.to(weight), PHASE_TAPS.to(weight), weight)
-    return k.reshape(4 * weight.shape[0], weight.shape[1], 2, 2)
 
 
 def interleave(y: torch.Tensor, h: int, w: int) -> torch.Tensor:

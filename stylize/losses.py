@@ -1,4 +1,4 @@
-"""AdaIN training losses (Huang & Belongie 2017, eq. 11-13)."""
+"""AdaIN training losses (Huang & Belongie 2017, eq. 11-13) and the reconstruction warm start's."""
 
 from __future__ import annotations
 
@@ -7,17 +7,43 @@ import torch.nn.functional as F
 
 from stylize.models import STYLE_TAPS, mean_std
 
+TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
+STATS_SIZE = 2 * sum(TAP_CHANNELS.values())  # a painting's means and stds at every tap, flattened
+
 
 def content_loss(out_relu4_1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """relu4_1 of the output against the AdaIN target it was decoded from."""
     return F.mse_loss(out_relu4_1.float(), target.float())
 
 
-def style_loss(out_taps: dict[str, torch.Tensor], style_taps: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over relu1_1..relu4_1 of the MSE between channel means plus that between stds."""
-    loss = torch.zeros((), device=out_taps["relu4_1"].device)
+def tap_stats(taps: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Channel means and stds of every style tap, flattened to (N, STATS_SIZE): all the
+    style loss needs of a painting, small enough to cache for thousands of crops."""
+    parts = [t.flatten(1) for tap in STYLE_TAPS for t in mean_std(taps[tap])]
+    return torch.cat(parts, 1)
+
+
+def split_stats(stats: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """`tap_stats` back to {tap: (mean, std)}, each (N, C, 1, 1)."""
+    out, i = {}, 0
     for tap in STYLE_TAPS:
+        c = TAP_CHANNELS[tap]
+        out[tap] = (stats[:, i : i + c, None, None], stats[:, i + c : i + 2 * c, None, None])
+        i += 2 * c
+    return out
+
+
+def style_loss(out_taps: dict[str, torch.Tensor], style_stats: torch.Tensor) -> torch.Tensor:
+    """Sum over relu1_1..relu4_1 of the MSE between channel means plus that between stds;
+    `style_stats` are the painting's, from `tap_stats`."""
+    loss = torch.zeros((), device=out_taps["relu4_1"].device)
+    for tap, (sm, ss) in split_stats(style_stats.float()).items():
         om, os_ = mean_std(out_taps[tap])
-        sm, ss = mean_std(style_taps[tap])
         loss = loss + F.mse_loss(om, sm) + F.mse_loss(os_, ss)
     return loss
+
+
+def reconstruction_loss(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """L1 between the decoded image and the photo whose features it was given: the warm
+    start trains the decoder to invert the encoder, with no pass through VGG on the output."""
+    return F.l1_loss(out.float(), image.float())

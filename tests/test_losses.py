@@ -1,6 +1,14 @@
 import torch
 
-from stylize.losses import content_loss, style_loss
+from stylize.losses import (
+    STATS_SIZE,
+    TAP_CHANNELS,
+    content_loss,
+    reconstruction_loss,
+    split_stats,
+    style_loss,
+    tap_stats,
+)
 from stylize.models import Decoder, Encoder
 
 
@@ -8,17 +16,31 @@ def test_style_loss_zero_for_same_statistics_positive_otherwise():
     torch.manual_seed(0)
     enc = Encoder()
     a = enc(torch.rand(1, 3, 32, 32))
-    assert style_loss(a, a).item() == 0.0
+    assert style_loss(a, tap_stats(a)).item() == 0.0
     b = enc(torch.rand(1, 3, 32, 32) * 0.5)
-    assert style_loss(a, b).item() > 0.0
+    assert style_loss(a, tap_stats(b)).item() > 0.0
 
 
 def test_style_loss_ignores_spatial_arrangement():
     # mean/std matching sees distributions, not positions: a flipped image has the same statistics
     torch.manual_seed(0)
-    taps = {k: torch.rand(2, 4, 8, 8) for k in ("relu1_1", "relu2_1", "relu3_1", "relu4_1")}
+    taps = {k: torch.rand(2, c, 8, 8) for k, c in TAP_CHANNELS.items()}
     flipped = {k: v.flip(-1) for k, v in taps.items()}
-    assert style_loss(taps, flipped).item() < 1e-10
+    assert style_loss(taps, tap_stats(flipped)).item() < 1e-10
+
+
+def test_tap_stats_round_trip():
+    torch.manual_seed(0)
+    taps = Encoder()(torch.rand(2, 3, 24, 24))
+    stats = tap_stats(taps)
+    assert stats.shape == (2, STATS_SIZE)
+    for tap, (m, s) in split_stats(stats).items():
+        assert torch.allclose(m, taps[tap].mean((2, 3), keepdim=True), atol=1e-5)
+        assert torch.allclose(s, (taps[tap].var((2, 3), correction=0, keepdim=True) + 1e-5).sqrt(), atol=1e-5)
+
+
+def test_reconstruction_loss_is_l1():
+    assert reconstruction_loss(torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 0.25)).item() == 0.25
 
 
 def test_content_loss_is_mse():
@@ -31,7 +53,7 @@ def test_gradients_reach_decoder_not_encoder():
     enc, dec = Encoder(), Decoder()
     target = torch.rand(1, 512, 2, 2)
     out = enc(dec(target))
-    loss = content_loss(out["relu4_1"], target) + style_loss(out, enc(torch.rand(1, 3, 16, 16)))
+    loss = content_loss(out["relu4_1"], target) + style_loss(out, tap_stats(enc(torch.rand(1, 3, 16, 16))))
     loss.backward()
     assert all(p.grad is not None for p in dec.parameters())
     assert all(p.grad is None for p in enc.parameters())
