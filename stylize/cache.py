@@ -68,8 +68,10 @@ def build(cfg, encoder: Encoder, device: torch.device, batch_size: int = 32) -> 
     }
     with torch.no_grad():
         for i, crops in _batches(photos, n_c, batch_size, "cache photos"):
-            out["content.npy"][i : i + len(crops)] = crops.mul(255).round().byte().numpy()
-            feats = encoder.relu4_1(crops.to(device, memory_format=torch.channels_last))
+            pixels = crops.mul(255).round().byte()
+            out["content.npy"][i : i + len(crops)] = pixels.numpy()
+            # encode the stored 8-bit pixels, so that features and reconstruction targets agree
+            feats = encoder.relu4_1(pixels.float().div(255).to(device, memory_format=torch.channels_last))
             out["feats.npy"][i : i + len(crops)] = feats.half().cpu().numpy()
         for i, crops in _batches(paintings, n_s, batch_size, "cache paintings"):
             stats = tap_stats(encoder(crops.to(device, memory_format=torch.channels_last)))

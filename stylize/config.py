@@ -45,6 +45,7 @@ class TrainConfig:
     sample_size: int = 256
     init_decoder: str = ""  # optional decoder weights to start from
     init_step: int = 0  # the step init_decoder was trained to: the lr schedule and data go on from there
+    init_images: int = 0  # the images init_decoder had seen (for the record)
     cache_dir: str = ""  # a folder for fixed crops encoded once (stylize/cache.py); empty: encode every step
     cache_crops: int = 2  # crops per image in the cache
     tags: dict[str, str] = field(default_factory=dict)  # free-form notes kept with checkpoints

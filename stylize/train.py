@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import signal
 import sys
 import threading
@@ -34,7 +35,7 @@ from stylize.files import atomic_write, remove_stale_temps
 from stylize.images import ImageError, center_crop, list_images, load_image, make_grid, resize_short
 from stylize.losses import content_loss, reconstruction_loss, split_stats, style_loss, tap_stats
 from stylize.models import Decoder, Encoder, adain, mean_std
-from stylize.weights import WeightsError, atomic_save, load_decoder, load_encoder
+from stylize.weights import DEFAULT_DECODER, WEIGHTS_DIR, WeightsError, atomic_save, load_decoder, load_encoder
 
 
 @torch.no_grad()
@@ -129,12 +130,19 @@ class Run:
         remove_stale_temps(self.dir)  # half-written checkpoints of a run killed with SIGKILL
 
     def save(
-        self, decoder: Decoder, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig, world_size: int = 1
+        self,
+        decoder: Decoder,
+        opt: torch.optim.Optimizer,
+        step: int,
+        cfg: TrainConfig,
+        world_size: int = 1,
+        images_seen: int = 0,
     ) -> None:
         state = {
             "decoder": decoder.state_dict(),
             "optimizer": opt.state_dict(),
             "step": step,
+            "images_seen": images_seen,  # by this decoder since its random start, in all its runs
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "config": to_dict(cfg),
@@ -283,10 +291,12 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     run = Run(cfg) if d.is_main else None  # only rank 0 touches the run's files
     final = Path(cfg.out_dir) / "decoder.pth"
     start = cfg.init_step if cfg.init_decoder else 0  # a decoder trained that far already
+    seen = cfg.init_images if cfg.init_decoder else 0
     if (ckpt := broadcast(run.load() if run else None, d)) is not None:
         decoder.load_state_dict(ckpt["decoder"])
         opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
+        seen = ckpt.get("images_seen", start * cfg.batch_size)
         torch.set_rng_state(ckpt["rng"])
         if ckpt["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
@@ -317,13 +327,14 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
             lr = cfg.lr / (1 + cfg.lr_decay * step)
             now = stage(cfg, step)
             loss, lc, ls = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
-            done = step + 1
+            done, seen = step + 1, seen + cfg.batch_size
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 # every rank takes part in the average; rank 0 writes it
                 loss_, lc_, ls_ = mean(torch.stack([loss, lc, ls]).detach().float(), d).tolist()
                 row = {
                     "step": done,
+                    "images": seen,
                     "stage": now,
                     "lr": lr,
                     "loss": loss_,
@@ -338,7 +349,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
                 save_samples(encoder, decoder, pairs, run.dir / "samples" / f"step_{done:06d}.png")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 if run:
-                    run.save(decoder, opt, done, cfg, d.world_size)
+                    run.save(decoder, opt, done, cfg, d.world_size, seen)
                 saved = done
             # between steps the model and its checkpoint are whole; under torchrun every rank
             # must stop at the same step, so the request is shared
@@ -348,13 +359,23 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         bar.close()
         if run:
             if saved != done or not run.ckpt.exists():
-                run.save(decoder, opt, done, cfg, d.world_size)
+                run.save(decoder, opt, done, cfg, d.world_size, seen)
             tqdm.write(f"interrupted: checkpoint at step {done} in {run.ckpt}; rerun the same command to resume")
         raise SystemExit(130) from None
     finally:
         stop.restore()
     bar.close()
     return final
+
+
+def shipped_decoder_overrides() -> list[str]:
+    """Config overrides that continue training the shipped decoder from where it stopped."""
+    entry = json.loads((WEIGHTS_DIR / "MANIFEST.json").read_text()).get(DEFAULT_DECODER.name, {})
+    if "steps" not in entry:
+        raise ConfigError(f"{WEIGHTS_DIR / 'MANIFEST.json'}: no step count recorded for {DEFAULT_DECODER.name}")
+    steps = entry["steps"]
+    images = entry.get("images_seen", steps * entry.get("config", {}).get("batch_size", 0))
+    return [f"init_decoder={DEFAULT_DECODER}", f"init_step={steps}", f"init_images={images}"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -373,9 +394,17 @@ def main(argv: list[str] | None = None) -> None:
         metavar="KEY=VALUE",
         help="override one config key (repeatable); the value is parsed as YAML",
     )
+    p.add_argument(
+        "--from-weights",
+        action="store_true",
+        help="start from the decoder in weights/ at the step and images seen that weights/MANIFEST.json "
+        "records (a run folder's own checkpoint, when there is one, still wins): a long run goes on "
+        "from what is committed, on any machine",
+    )
     args = p.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.overrides)
+        overrides = shipped_decoder_overrides() + args.overrides if args.from_weights else args.overrides
+        cfg = load_config(args.config, overrides)
         out = train(cfg)
     except (ConfigError, WeightsError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

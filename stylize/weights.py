@@ -260,26 +260,32 @@ def update_manifest(record: dict[str, object], manifest: Path) -> None:
 
 
 def export_decoder(args: argparse.Namespace) -> None:
-    """Copy a training run's decoder into weights/ and record how it was trained."""
+    """Copy a training run's decoder into weights/ (in float16: half the size, and every committed
+    copy stays in git's history) and record how it was trained and how it scores."""
     run = args.run
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     decoder = load_into(Decoder(), ckpt["decoder"], run / "checkpoint.pt")
-    atomic_save({k: v.contiguous() for k, v in decoder.state_dict().items()}, args.out)
+    atomic_save({k: v.half().contiguous() for k, v in decoder.state_dict().items()}, args.out)
     with open(run / "log.csv", newline="") as f:
         losses = list(csv.DictReader(f))[-1]  # the last logged step
+    cfg = ckpt["config"]
     record = {
         "file": args.out.name,
-        "what": "AdaIN decoder (relu4_1 features to RGB)",
+        "what": "AdaIN decoder (relu4_1 features to RGB), float16",
         "source": "trained by this project with train.py",
         "steps": ckpt["step"],
+        "images_seen": ckpt.get("images_seen", ckpt["step"] * cfg["batch_size"]),
         "final_losses": {k: round(float(losses[k]), 4) for k in ("content", "style", "loss")},
-        "train_seconds": float(losses["seconds"]),
-        "config": ckpt["config"],
+        "config": cfg,
         "made": "python -m stylize.weights " + shlex.join(sys.argv[1:]),
         "date": date.today().isoformat(),
         "note": args.note,
         "sha256": sha256(args.out),
     }
+    if args.evaluation:
+        result = json.loads(args.evaluation.read_text())
+        keep = ("decoder_sha256", "photos", "paintings", "size", "style_size", "peer", "summary")
+        record["evaluation"] = {k: result[k] for k in keep if k in result}
     update_manifest(record, args.out.parent / "MANIFEST.json")
     print(f"wrote {args.out}: step {ckpt['step']}, losses {record['final_losses']}")
 
@@ -307,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("run", type=Path, help="a training run folder (out_dir)")
     exp.add_argument("--out", type=Path, default=DEFAULT_DECODER)
     exp.add_argument("--note", default="", help="free text for the manifest, e.g. why the run stopped")
+    exp.add_argument("--evaluation", type=Path, help="the JSON of python -m stylize.evaluate on this decoder")
     args = p.parse_args(argv)
     {"import-vgg": import_vgg, "export-decoder": export_decoder}[args.cmd](args)
 

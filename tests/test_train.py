@@ -195,3 +195,36 @@ def test_resume_drops_log_rows_past_the_checkpoint(smoke, tmp_path):
     assert [int(r["step"]) for r in csv.DictReader(open(log))] == [1, 2]
     T.Run(cfg).trim_log(2)  # nothing more to drop: the file is left alone
     assert [int(r["step"]) for r in csv.DictReader(open(log))] == [1, 2]
+
+
+def test_reconstruction_warm_start_then_adain(smoke, tmp_path):
+    T.train(smoke("steps=24", "recon_steps=20", "lr=1e-3"))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [r["stage"] for r in rows] == ["reconstruct"] * 20 + ["adain"] * 4
+    recon = [float(r["content"]) for r in rows[:20]]  # the L1 distance to the photos
+    assert sum(recon[-4:]) < 0.8 * sum(recon[:4]), recon
+    assert all(float(r["style"]) == 0 for r in rows[:20]) and all(float(r["style"]) > 0 for r in rows[20:])
+
+
+def test_a_decoder_trained_elsewhere_goes_on_from_its_step(smoke, tmp_path, decoder_path):
+    T.train(smoke("steps=8", f"init_decoder={decoder_path}", "init_step=5"))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [6, 7, 8]
+    assert float(rows[0]["lr"]) == pytest.approx(1e-3 / (1 + 5e-5 * 5))
+
+
+def test_from_weights_goes_on_from_the_manifest(tmp_path, image_dirs, encoder_path, decoder_path, monkeypatch):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "decoder.pth").write_bytes(decoder_path.read_bytes())
+    (weights / "MANIFEST.json").write_text('{"decoder.pth": {"steps": 5, "images_seen": 40}}')
+    monkeypatch.setattr(T, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(T, "DEFAULT_DECODER", weights / "decoder.pth")
+    content, style = image_dirs
+    sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}", f"out_dir={tmp_path / 'r'}",
+            "steps=7"]  # fmt: skip
+    args = [a for s in sets for a in ("--set", s)]
+    T.main(["--config", str(ROOT / "configs" / "smoke.yaml"), "--from-weights", *args])
+    rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
+    assert [(int(r["step"]), int(r["images"])) for r in rows] == [(6, 42), (7, 44)]
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["images_seen"] == 44

