@@ -1,0 +1,62 @@
+"""Plot a training run's losses against images seen: the picture of a long CPU run in the README.
+
+    python scripts/loss_curve.py runs/cpu/log.csv [more/log.csv ...] --out docs/loss_curve.png
+
+Several logs (the pieces of one long run, resumed in different run folders) are drawn as one curve.
+Needs matplotlib (the `eval` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def read(paths: list[Path]) -> list[dict[str, str]]:
+    rows = [r for p in paths for r in csv.DictReader(open(p, newline=""))]
+    return sorted({int(r["step"]): r for r in rows}.values(), key=lambda r: int(r["step"]))
+
+
+def smooth(values: list[float], k: int) -> list[float]:
+    """Running mean over the last k logged values (a batch of 8 is a noisy estimate)."""
+    return [sum(values[max(0, i - k + 1) : i + 1]) / len(values[max(0, i - k + 1) : i + 1]) for i in range(len(values))]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("logs", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, default=Path("docs/loss_curve.png"))
+    p.add_argument("--smooth", type=int, default=8, help="running mean over N logged rows (default: 8)")
+    args = p.parse_args()
+    rows = read(args.logs)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    for stage, ax, keys in (
+        ("reconstruct", axes[0], ("content",)),
+        ("adain", axes[1], ("content", "style")),
+    ):
+        part = [r for r in rows if r.get("stage", "adain") == stage]
+        if not part:
+            ax.set_visible(False)
+            continue
+        images = [int(r["images"]) / 1000 for r in part]
+        for key in keys:
+            label = "L1 to the photo" if stage == "reconstruct" else f"{key} loss"
+            ax.plot(images, smooth([float(r[key]) for r in part], args.smooth), label=label)
+        ax.set_title("warm start: reconstruction" if stage == "reconstruct" else "AdaIN loss (style x 1, not x lambda)")
+        ax.set_xlabel("images seen (thousands)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}: {len(rows)} logged steps")
+
+
+if __name__ == "__main__":
+    main()
