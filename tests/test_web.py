@@ -172,6 +172,16 @@ def test_uploads_over_the_limits_get_413(stylizer, uploads_dir):
     assert list(uploads_dir.iterdir()) == []
 
 
+def test_an_internal_error_answers_its_reason_without_a_traceback(stylizer, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the decoder fell over")
+
+    monkeypatch.setattr(stylizer, "stylize", broken)
+    with TestClient(create_app(stylizer), raise_server_exceptions=False) as client:
+        r = post(client, size=64)
+    assert (r.status_code, r.json()) == (500, {"error": "internal error (RuntimeError: the decoder fell over)"})
+
+
 def wait_until(condition, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
