@@ -344,7 +344,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-megapixels",
         type=float,
         default=d.megapixels,
-        help=f"refuse images over N megapixels before decoding them (default: {d.megapixels:g})",
+        help=f"refuse images over N megapixels before decoding them; 0 for no limit (default: {d.megapixels:g})",
     )
     p.add_argument(
         "--max-upload-mb", type=float, default=d.upload_mb, help=f"largest request in MB (default: {d.upload_mb:g})"
@@ -353,8 +353,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--queue", type=int, default=d.queue, help=f"requests that may wait behind the running one (default: {d.queue})"
     )
     args = p.parse_args(argv)
-    if args.queue < 1 or args.max_size < MIN_SIZE or args.max_megapixels <= 0 or args.max_upload_mb <= 0:
-        p.error(f"--queue must be at least 1, --max-size at least {MIN_SIZE}, and the other limits positive")
+    if args.queue < 1 or args.max_size < MIN_SIZE or args.max_megapixels < 0 or args.max_upload_mb <= 0:
+        p.error(
+            f"--queue must be at least 1, --max-size at least {MIN_SIZE}, --max-upload-mb positive "
+            "and --max-megapixels 0 (no limit) or more"
+        )
     return args
 
 
