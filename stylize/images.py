@@ -25,6 +25,10 @@ class ImageError(Exception):
     """An image that cannot be used; the message names the file and the reason."""
 
 
+class TooLargeError(ImageError):
+    """An image over the pixel limit, refused before it is decoded."""
+
+
 def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
     """Image files in `folder` by extension, sorted (hidden files left out)."""
     pattern = "**/*" if recursive else "*"
@@ -58,7 +62,7 @@ def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX
             w, h = img.size
             if max_pixels and w * h > max_pixels:
                 mp, limit = round(w * h / 1e6, 1), max_pixels / 1e6
-                raise ImageError(
+                raise TooLargeError(
                     f"{path}: image is {w}x{h} ({mp:g} MP), over the limit of {limit:g} MP "
                     "(--max-megapixels raises it, 0 lifts it)"
                 )

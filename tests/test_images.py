@@ -11,7 +11,7 @@ from helpers import jpeg_bytes, make_image, png16_rgb, refuse_open, write_image
 from PIL import Image
 
 from stylize.files import TMP_SUFFIX, atomic_write, remove_stale_temps
-from stylize.images import ImageError, load_image, save_image, tensor_to_pil
+from stylize.images import ImageError, TooLargeError, load_image, save_image, tensor_to_pil
 
 
 def flat(mode: str, colour, size=(32, 24)) -> Image.Image:
@@ -98,7 +98,7 @@ def test_too_small_too_big_missing_and_folders(tmp_path):
     with pytest.raises(ImageError, match=r"tiny.png: image is 8x12, smaller than the minimum side of 16 px"):
         load_image(write_image(tmp_path / "tiny.png", 12, 8, 0))
     Image.new("L", (4000, 3000)).save(tmp_path / "huge.png")  # a few kB on disk, 12 MP decoded
-    with pytest.raises(ImageError, match=r"huge.png: image is 4000x3000 \(12 MP\), over the limit of 10 MP"):
+    with pytest.raises(TooLargeError, match=r"huge.png: image is 4000x3000 \(12 MP\), over the limit of 10 MP"):
         load_image(tmp_path / "huge.png", max_pixels=10_000_000)
     assert load_image(tmp_path / "huge.png", max_pixels=0).shape == (3, 3000, 4000)  # 0 lifts the limit
     with pytest.raises(ImageError, match="nope.jpg: no such file"):

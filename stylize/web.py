@@ -1,0 +1,387 @@
+"""`python -m stylize.web` / `stylize-web`: a local page to stylize in, and the HTTP API it uses.
+
+POST /api/stylize takes the images (multipart files `content`, `style`, optionally `style2`) and
+the settings (form fields) and answers the stylized image. One worker thread runs the requests
+one at a time on the device, with at most `Limits.queue` waiting: parallel users cannot exhaust
+its memory. Starlette + uvicorn, the optional `web` extra; the page is `stylize/static/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import io
+import ipaddress
+import math
+import queue
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple, NoReturn
+
+import torch
+
+try:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.datastructures import FormData, UploadFile
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+except ImportError as e:
+    raise ImportError(f"{e.name} is missing: the web page needs the web extra (pip install -e '.[web]')") from e
+
+from stylize.controls import COLOR_MODES
+from stylize.images import (
+    MAX_PIXELS,
+    ImageError,
+    TooLargeError,
+    limit_long,
+    list_images,
+    load_image,
+    resize_short,
+    tensor_to_pil,
+)
+from stylize.stylizer import StyleStats, Stylizer
+from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
+
+STATIC = Path(__file__).resolve().parent / "static"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # beside weights/, as in a checkout
+STYLE_SIZE = 512  # the painting's short side, the command line's default: it sets the stroke scale
+MIN_SIZE = 64  # the smallest output size one may ask for
+FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
+UPLOADS = {"content": "photo", "style": "painting", "style2": "second painting"}  # field -> name in messages
+# The page may load only what this server sends: nothing from another host, even by mistake.
+PAGE_POLICY = "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    upload_mb: float = 50.0  # one request, all its images together
+    megapixels: float = MAX_PIXELS / 1e6  # each image, checked before it is decoded
+    max_size: int = 1024  # the output's long side
+    queue: int = 4  # requests waiting behind the one being served
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    alpha: float
+    preserve_color: str | None
+    style2_weight: float  # the second painting's share of the mix
+    size: int  # the output's long side at most
+    format: str
+
+
+class Upload(NamedTuple):
+    path: Path  # in the request's temporary folder
+    label: str  # how messages name it: "photo (cat.jpg)"
+    digest: str  # SHA-256 of the bytes
+
+
+class Painting(NamedTuple):
+    image: torch.Tensor  # kept for colour preservation, which matches it to each photo
+    stats: StyleStats
+
+
+class DeviceQueue:
+    """A worker thread that runs jobs one at a time; at most `size` wait, more are refused (503)."""
+
+    def __init__(self, size: int) -> None:
+        self.jobs: queue.Queue = queue.Queue(maxsize=size)
+        self.seconds = 1.0  # the last job's time, for Retry-After
+        self.thread = threading.Thread(target=self._work, name="stylize-web-device", daemon=True)
+        self.thread.start()
+
+    async def run(self, job: Callable[[], Any]) -> Any:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            self.jobs.put_nowait((job, future))
+        except queue.Full:
+            wait = max(1, math.ceil(self.seconds * (self.waiting() + 1)))
+            raise HTTPException(
+                503, f"the server is busy with other requests; try again in {wait} s", {"Retry-After": str(wait)}
+            ) from None
+        return await asyncio.wrap_future(future)
+
+    def waiting(self) -> int:
+        return self.jobs.qsize()
+
+    def close(self) -> None:
+        self.jobs.put((None, None))
+        self.thread.join()
+
+    def _work(self) -> None:
+        while (item := self.jobs.get())[0] is not None:
+            job, future = item
+            if not future.set_running_or_notify_cancel():  # its request has gone
+                continue
+            start = time.perf_counter()
+            try:
+                future.set_result(job())
+            except BaseException as e:  # handed to the request, which answers it
+                future.set_exception(e)
+            self.seconds = time.perf_counter() - start
+
+
+class StyleCache:
+    """Paintings decoded and encoded once, by the hash of their bytes (the page sends the same
+    files again for every change of a setting); the least recently used go first."""
+
+    def __init__(self, stylizer: Stylizer, size: int = 16) -> None:
+        self.stylizer, self.size = stylizer, size
+        self.paintings: OrderedDict[str, Painting] = OrderedDict()
+
+    def get(self, upload: Upload, max_pixels: int) -> Painting:
+        if upload.digest not in self.paintings:
+            image = resize_short(read(upload, max_pixels), STYLE_SIZE)
+            self.paintings[upload.digest] = Painting(image, self.stylizer.style_stats(image))
+            if len(self.paintings) > self.size:
+                self.paintings.popitem(last=False)
+        self.paintings.move_to_end(upload.digest)
+        return self.paintings[upload.digest]
+
+
+def read(upload: Upload, max_pixels: int) -> torch.Tensor:
+    """Decode with stylize.images' checks; messages name the upload, not the temporary file."""
+    try:
+        return load_image(upload.path, max_pixels=max_pixels)
+    except ImageError as e:
+        raise type(e)(str(e).replace(str(upload.path), upload.label)) from None
+
+
+def render(stylizer: Stylizer, styles: StyleCache, uploads: dict[str, Upload], s: Settings, limits: Limits) -> bytes:
+    """The stylized image, encoded as `s.format` (runs in the device's worker thread)."""
+    max_pixels = int(limits.megapixels * 1e6)
+    content = limit_long(read(uploads["content"], max_pixels), s.size)
+    paintings = [styles.get(uploads[field], max_pixels) for field in ("style", "style2") if field in uploads]
+    weights = [1 - s.style2_weight, s.style2_weight] if len(paintings) == 2 else None
+    chosen = [p.image if s.preserve_color else p.stats for p in paintings]
+    out = stylizer.stylize(content, chosen, s.alpha, weights=weights, preserve_color=s.preserve_color)
+    buf = io.BytesIO()
+    tensor_to_pil(out).save(buf, format=s.format.upper(), **({"quality": 92} if s.format == "jpeg" else {}))
+    return buf.getvalue()
+
+
+def number(form: FormData, name: str, default: float, low: float, high: float) -> float:
+    raw = form.get(name, default)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = math.nan
+    if not low <= value <= high:
+        raise HTTPException(400, f"{name} must be a number from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+def choice(form: FormData, name: str, options: tuple[str, ...]) -> str:
+    value = form.get(name, options[0])
+    if value not in options:
+        raise HTTPException(400, f"{name} must be one of {', '.join(options)}, got {value!r}")
+    return str(value)
+
+
+def parse_settings(form: FormData, limits: Limits) -> Settings:
+    color = choice(form, "preserve_color", ("off", *COLOR_MODES))
+    return Settings(
+        alpha=number(form, "alpha", 1.0, 0.0, 1.0),
+        preserve_color=None if color == "off" else color,
+        style2_weight=number(form, "style2_weight", 0.5, 0.0, 1.0),
+        size=int(number(form, "size", limits.max_size, MIN_SIZE, limits.max_size)),
+        format=choice(form, "format", tuple(FORMATS)),
+    )
+
+
+def check_length(request: Request, limits: Limits) -> None:
+    """Refuse a large upload from its Content-Length, before reading it."""
+    length = request.headers.get("content-length", "")
+    if not length.isdigit():
+        raise HTTPException(411, "send the upload with a Content-Length header")
+    if int(length) > limits.upload_mb * 1e6:
+        raise HTTPException(413, f"the upload is {int(length) / 1e6:.3g} MB, over the limit of {limits.upload_mb:g} MB")
+
+
+def save_uploads(form: FormData, folder: Path) -> dict[str, Upload]:
+    """The uploaded files, copied into `folder` (removed with it after the request)."""
+    uploads = {}
+    for field, name in UPLOADS.items():
+        item = form.get(field)
+        if item is None or item == "":
+            if field == "style2":  # optional
+                continue
+            raise HTTPException(400, f"no {name}: send it as the file field {field!r}")
+        if not isinstance(item, UploadFile):
+            raise HTTPException(400, f"{field} must be a file upload, not a text field")
+        path, digest = folder / field, hashlib.sha256()
+        with path.open("wb") as out:
+            while chunk := item.file.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        uploads[field] = Upload(path, f"{name} ({item.filename})" if item.filename else name, digest.hexdigest())
+    return uploads
+
+
+def create_app(stylizer: Stylizer, limits: Limits = Limits()) -> Starlette:
+    """The page and the API around one loaded Stylizer."""
+    styles = StyleCache(stylizer)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.queue = DeviceQueue(limits.queue)
+        yield
+        app.state.queue.close()
+
+    async def page(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+    async def info(request: Request) -> Response:
+        found = {kind: [p.name for p in list_images(EXAMPLES / kind)] for kind in ("content", "style")}
+        return JSONResponse({"examples": found, "limits": dataclasses.asdict(limits), "min_size": MIN_SIZE})
+
+    async def stylize(request: Request) -> Response:
+        check_length(request, limits)
+        async with request.form(max_files=len(UPLOADS), max_fields=16) as form:
+            settings = parse_settings(form, limits)
+            with tempfile.TemporaryDirectory(prefix="stylize-web-") as tmp:
+                job = functools.partial(render, stylizer, styles, save_uploads(form, Path(tmp)), settings, limits)
+                try:
+                    data = await request.app.state.queue.run(job)
+                except TooLargeError as e:
+                    raise HTTPException(413, str(e)) from None
+                except ImageError as e:
+                    raise HTTPException(400, str(e)) from None
+                except (torch.OutOfMemoryError, MemoryError):
+                    raise HTTPException(500, "out of memory: choose a smaller output size") from None
+        return Response(data, media_type=FORMATS[settings.format])
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, exc.status_code, exc.headers)
+
+    async def failed(request: Request, exc: Exception) -> Response:  # the traceback goes to the server's log
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}: {exc})"}, 500)
+
+    routes = [
+        Route("/", page),
+        Route("/api/info", info),
+        Route("/api/stylize", stylize, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC)),
+        Mount("/examples", StaticFiles(directory=EXAMPLES, check_dir=False)),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: refused, Exception: failed})
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0: a free one); OSError when the address cannot be had."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    return socket.create_server((host, port), family=family)
+
+
+def address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def exposure_warning(host: str) -> str | None:
+    """A warning when `host` lets other machines in (the server has no password and no TLS)."""
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    if host == "localhost":
+        return None
+    return (
+        f"warning: --host {host} lets other machines on the network use this server, which has no "
+        "password and no encryption; the default, 127.0.0.1, keeps it to this computer"
+    )
+
+
+@contextlib.contextmanager
+def serving(app: Starlette, host: str = "127.0.0.1", timeout: float = 30.0) -> Iterator[str]:
+    """Run `app` on a free port in a background thread (tests, the README's screenshot); yields its address."""
+    sock = listen(host, 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        yield address(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="stylize-web",
+        description="Serve a page to stylize photos in the browser, and its HTTP API (POST /api/stylize).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this computer only)")
+    p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1... (default: auto)")
+    p.add_argument("--encoder", default=str(DEFAULT_ENCODER), help="encoder weights file or URL#sha256=HEX")
+    p.add_argument("--decoder", default=str(DEFAULT_DECODER), help="decoder weights file or URL#sha256=HEX")
+    d = Limits()
+    p.add_argument(
+        "--max-size", type=int, default=d.max_size, help=f"largest output side in px (default: {d.max_size})"
+    )
+    p.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=d.megapixels,
+        help=f"refuse images over N megapixels before decoding them; 0 for no limit (default: {d.megapixels:g})",
+    )
+    p.add_argument(
+        "--max-upload-mb", type=float, default=d.upload_mb, help=f"largest request in MB (default: {d.upload_mb:g})"
+    )
+    p.add_argument(
+        "--queue", type=int, default=d.queue, help=f"requests that may wait behind the running one (default: {d.queue})"
+    )
+    args = p.parse_args(argv)
+    if args.queue < 1 or args.max_size < MIN_SIZE or args.max_megapixels < 0 or args.max_upload_mb <= 0:
+        p.error(
+            f"--queue must be at least 1, --max-size at least {MIN_SIZE}, --max-upload-mb positive "
+            "and --max-megapixels 0 (no limit) or more"
+        )
+    return args
+
+
+def fail(reason: str) -> NoReturn:
+    print(f"stylize-web: error: {reason}", file=sys.stderr)
+    raise SystemExit(2)  # a usage error, as the command line's
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if warning := exposure_warning(args.host):
+        print(warning, file=sys.stderr)
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as e:
+        fail(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})")
+    try:
+        stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, args.device)
+    except (WeightsError, RuntimeError) as e:  # RuntimeError: an unknown --device
+        fail(str(e))
+    limits = Limits(args.max_upload_mb, args.max_megapixels, args.max_size, args.queue)
+    print(f"stylize-web: open {address(sock)} in a browser (on {stylizer.device}; Ctrl-C stops)", flush=True)
+    uvicorn.Server(uvicorn.Config(create_app(stylizer, limits), log_level="warning")).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()
