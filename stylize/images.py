@@ -54,7 +54,7 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def to_float(img: torch.Tensor) -> torch.Tensor:
-    """uint8 (or uint16) image tensor -> float32 in [0, 1]."""
+    """uint8 image tensor -> float32 in [0, 1]."""
     return TF.to_dtype(img, torch.float32, scale=True)
 
 
