@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from torchvision import transforms
+from torchvision.utils import save_image
 
 from stylize import cli
 from stylize.batch import Report
@@ -81,13 +83,11 @@ def ref_encode(slices: list[nn.Sequential], x: torch.Tensor) -> list[torch.Tenso
 
 
 def ref_load(path: Path, device: torch.device) -> torch.Tensor:
-    img = np.asarray(Image.open(path).convert("RGB"))  # as ToTensor()
-    return torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+    return transforms.ToTensor()(Image.open(path).convert("RGB")).unsqueeze(0).to(device)
 
 
 def ref_save(img: torch.Tensor, path: Path) -> None:
-    arr = img[0].mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
-    Image.fromarray(arr).save(path)  # as torchvision's save_image
+    save_image(img, path)
 
 
 @torch.no_grad()

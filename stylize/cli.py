@@ -1,4 +1,4 @@
-"""`python infer.py` / `stylize`: repaint photos in the style of paintings."""
+"""`python infer.py` / `stylize-adain`: repaint photos in the style of paintings."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ rank 0 prints one summary for the whole run."""
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="stylize",
+        prog="stylize-adain",
         description="Repaint photos in the style of paintings with AdaIN (Huang & Belongie 2017).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

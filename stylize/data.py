@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms.v2 import functional as TF
 
 from stylize.images import IMAGE_EXTS, ImageError, list_images, load_image, resize_short
 
@@ -60,12 +61,14 @@ class CropDataset(Dataset):
         raise FileNotFoundError(f"{self.root}: none of the {len(self.files)} images can be read")
 
     def _crop(self, img: torch.Tensor, k: int) -> torch.Tensor:
+        # v2.RandomCrop draws from the global RNG; the position comes from a generator seeded by
+        # (seed, k) instead, so sample k is the same in every run, process and resume.
         g = torch.Generator().manual_seed((self.seed << 40) + k)
         h, w = img.shape[1:]
         size = self.crop_size
         top = int(torch.randint(0, h - size + 1, (1,), generator=g))
         left = int(torch.randint(0, w - size + 1, (1,), generator=g))
-        return img[:, top : top + size, left : left + size]
+        return TF.crop(img, top, left, size, size)
 
 
 class CountingSampler(Sampler[int]):

@@ -1,16 +1,30 @@
-"""Image files in and out: listing, decoding to tensors, resizing, atomic writes."""
+"""Image files in and out: listing, decoding to tensors, resizing, atomic writes, grids.
+
+Plain RGB or gray JPEGs (most photos) are decoded by torchvision.io.decode_jpeg (libjpeg-turbo)
+straight into a (3, H, W) tensor, which is faster than Pillow's decode plus copies; everything else
+goes through Pillow, which knows the odd modes (palette, CMYK, 16-bit, transparency), PNG, GIF,
+WebP, BMP and TIFF, and says why a file is broken. PNGs stay with Pillow: torchvision 0.29's
+decode_png crashes the process on some damaged files. Pillow reads the header of every file first,
+for the pixel limit and to choose the path.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import os
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torchvision.utils
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as TF
+
+try:  # deprecated since torchvision 0.29 for TorchCodec; where it is gone, Pillow decodes every file
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:
+    decode_jpeg = None
 
 from stylize.files import atomic_write
 
@@ -40,7 +54,12 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL image -> float RGB tensor (3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float().div_(255)
+    return to_float(TF.pil_to_tensor(img.convert("RGB")))
+
+
+def to_float(img: torch.Tensor) -> torch.Tensor:
+    """uint8 image tensor -> float32 in [0, 1]."""
+    return TF.to_dtype(img, torch.float32, scale=True)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
@@ -58,7 +77,9 @@ def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX
     Images over `max_pixels` (0: no limit) are refused before they are decoded.
     """
     try:
-        with _pixel_limit_off(), Image.open(path) as img:
+        with open(path, "rb") as f:
+            data = f.read()
+        with _pixel_limit_off(), Image.open(io.BytesIO(data)) as img:  # reads the header only
             w, h = img.size
             if max_pixels and w * h > max_pixels:
                 mp, limit = round(w * h / 1e6, 1), max_pixels / 1e6
@@ -66,9 +87,11 @@ def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX
                     f"{path}: image is {w}x{h} ({mp:g} MP), over the limit of {limit:g} MP "
                     "(--max-megapixels raises it, 0 lifts it)"
                 )
-            with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored
-                img = ImageOps.exif_transpose(img)
-            tensor = _to_tensor(img, keep_alpha)
+            tensor = _decode_jpeg(data) if _is_plain_jpeg(img) else None
+            if tensor is None:
+                with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored
+                    img = ImageOps.exif_transpose(img)
+                tensor = _to_tensor(img, keep_alpha)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -78,9 +101,8 @@ def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX
     except IsADirectoryError:
         raise ImageError(f"{path}: is a folder, not an image") from None
     except UnidentifiedImageError:
-        empty = os.path.isfile(path) and os.path.getsize(path) == 0
         raise ImageError(
-            f"{path}: {'empty file (0 bytes)' if empty else 'cannot read image: not a known image format'}"
+            f"{path}: {'cannot read image: not a known image format' if data else 'empty file (0 bytes)'}"
         ) from None
     except Exception as e:  # PIL raises many kinds for broken files
         raise ImageError(f"{path}: cannot read image, truncated or corrupt ({type(e).__name__}: {e})") from None
@@ -100,6 +122,22 @@ def _pixel_limit_off() -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = old
 
 
+def _is_plain_jpeg(img: Image.Image) -> bool:
+    """An RGB or gray JPEG (not CMYK): what decode_jpeg turns into the same pixels as Pillow."""
+    return decode_jpeg is not None and img.format == "JPEG" and img.mode in ("RGB", "L")
+
+
+def _decode_jpeg(data: bytes) -> torch.Tensor | None:
+    """decode_jpeg, upright per the EXIF orientation; None for a file it refuses (truncated,
+    damaged), which Pillow then decodes as far as it can or explains."""
+    try:
+        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        img = decode_jpeg(buf, mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    except RuntimeError:
+        return None
+    return to_float(img)
+
+
 def _to_tensor(img: Image.Image, keep_alpha: bool) -> torch.Tensor:
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit or float gray: convert("RGB") clips
         scale = 1.0 if img.mode == "F" else 65535.0
@@ -110,8 +148,8 @@ def _to_tensor(img: Image.Image, keep_alpha: bool) -> torch.Tensor:
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
         rgb = pil_to_tensor(Image.alpha_composite(white, rgba))  # transparent areas become white
         if keep_alpha:
-            alpha = torch.from_numpy(np.array(rgba.getchannel("A"))).float().div_(255)
-            return torch.cat([rgb, alpha[None]])
+            alpha = to_float(TF.pil_to_tensor(rgba.getchannel("A")))
+            return torch.cat([rgb, alpha])
         return rgb
     return pil_to_tensor(img)
 
@@ -140,14 +178,13 @@ def limit_long(img: torch.Tensor, max_side: int) -> torch.Tensor:
 
 
 def resize(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    out = F.interpolate(img.unsqueeze(0), size=hw, mode="bilinear", antialias=True, align_corners=False)
-    return out.squeeze(0).clamp_(0, 1)
+    """Bilinear, antialiased (torchvision's sizes from a short side truncate; ours round, above)."""
+    return TF.resize(img, list(hw), antialias=True).clamp_(0, 1)
 
 
 def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
-    h, w = img.shape[-2:]
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[..., top : top + size, left : left + size]
+    """The central `size` x `size` square of an image at least that large."""
+    return TF.center_crop(img, [size, size])
 
 
 def save_image(img: torch.Tensor | Image.Image, path: str | Path, quality: int = 95) -> None:
@@ -164,11 +201,11 @@ def save_image(img: torch.Tensor | Image.Image, path: str | Path, quality: int =
 
 
 def make_grid(rows: list[list[torch.Tensor]], size: int, pad: int = 4) -> Image.Image:
-    """Tile images (each resized to `size` x `size` by short side + centre crop) into a sheet."""
+    """Tile images (each resized to `size` x `size` by short side + centre crop) into a sheet
+    on white, `pad` px apart and from the edges; a short row is filled out with white."""
     ncol = max(len(r) for r in rows)
-    sheet = Image.new("RGB", (ncol * (size + pad) + pad, len(rows) * (size + pad) + pad), "white")
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            tile = tensor_to_pil(center_crop(resize_short(img.float().cpu(), size), size))
-            sheet.paste(tile, (pad + j * (size + pad), pad + i * (size + pad)))
-    return sheet
+    tiles = []
+    for row in rows:
+        tiles += [center_crop(resize_short(img.float().cpu(), size), size) for img in row]
+        tiles += [torch.ones(3, size, size)] * (ncol - len(row))
+    return tensor_to_pil(torchvision.utils.make_grid(tiles, nrow=ncol, padding=pad, pad_value=1.0))

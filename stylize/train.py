@@ -148,8 +148,9 @@ class Run:
             "config": to_dict(cfg),
             "world_size": world_size,  # for the record: resuming with another number of processes is fine
         }
-        if self.ckpt.exists():
-            self.ckpt.replace(self.prev)  # keep one older checkpoint in case the new one is damaged
+        if self.ckpt.exists():  # keep one older checkpoint in case the new one is damaged
+            with atomic_write(self.prev) as f:  # a copy: checkpoint.pt stays in place until replaced
+                f.write(self.ckpt.read_bytes())
         atomic_save(state, self.ckpt)
         atomic_save(decoder.state_dict(), self.dir / "decoder.pth")
 

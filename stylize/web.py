@@ -1,4 +1,4 @@
-"""`python -m stylize.web` / `stylize-web`: a local page to stylize in, and the HTTP API it uses.
+"""`python -m stylize.web` / `stylize-adain-web`: a local page to stylize in, and the HTTP API it uses.
 
 POST /api/stylize takes the images (multipart files `content`, `style`, optionally `style2`) and
 the settings (form fields) and answers the stylized image. One worker thread runs the requests
@@ -328,7 +328,7 @@ def serving(app: Starlette, host: str = "127.0.0.1", timeout: float = 30.0) -> I
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="stylize-web",
+        prog="stylize-adain-web",
         description="Serve a page to stylize photos in the browser, and its HTTP API (POST /api/stylize).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this computer only)")
@@ -362,7 +362,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def fail(reason: str) -> NoReturn:
-    print(f"stylize-web: error: {reason}", file=sys.stderr)
+    print(f"stylize-adain-web: error: {reason}", file=sys.stderr)
     raise SystemExit(2)  # a usage error, as the command line's
 
 
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     except (WeightsError, RuntimeError) as e:  # RuntimeError: an unknown --device
         fail(str(e))
     limits = Limits(args.max_upload_mb, args.max_megapixels, args.max_size, args.queue)
-    print(f"stylize-web: open {address(sock)} in a browser (on {stylizer.device}; Ctrl-C stops)", flush=True)
+    print(f"stylize-adain-web: open {address(sock)} in a browser (on {stylizer.device}; Ctrl-C stops)", flush=True)
     uvicorn.Server(uvicorn.Config(create_app(stylizer, limits), log_level="warning")).run(sockets=[sock])
 
 

@@ -7,11 +7,37 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import jpeg_bytes, make_image, png16_rgb, refuse_open, write_image
-from PIL import Image
+from helpers import ROOT, jpeg_bytes, make_image, png16_rgb, refuse_open, write_image
+from PIL import Image, ImageOps
 
+from stylize import images
 from stylize.files import TMP_SUFFIX, atomic_write, remove_stale_temps
-from stylize.images import ImageError, TooLargeError, load_image, save_image, tensor_to_pil
+from stylize.images import ImageError, TooLargeError, load_image, make_grid, save_image, tensor_to_pil
+
+# Plain JPEGs are decoded by torchvision (libjpeg-turbo), the rest by Pillow (its own libjpeg-turbo).
+# Both use libjpeg-turbo's defaults (integer IDCT, smooth chroma upsampling), so the pixels agree
+# (identical on the development machine); one 8-bit step is allowed for builds of different versions,
+# the rounding difference the JPEG standard leaves to decoders (its IDCT accuracy test allows +-1).
+JPEG_TOLERANCE = 1 / 255
+
+
+@pytest.fixture
+def torchvision_calls(monkeypatch) -> list[int]:
+    """Counts the files that went to torchvision's decode_jpeg."""
+    calls, real = [], images.decode_jpeg
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(images, "decode_jpeg", counted)
+    return calls
+
+
+def pillow_decode(path) -> torch.Tensor:
+    """The reference: Pillow's pixels, upright per EXIF."""
+    with Image.open(path) as img:
+        return torch.from_numpy(np.array(ImageOps.exif_transpose(img).convert("RGB"))).permute(2, 0, 1) / 255
 
 
 def flat(mode: str, colour, size=(32, 24)) -> Image.Image:
@@ -179,3 +205,71 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
         p.write_bytes(b"partial")
     assert remove_stale_temps(tmp_path) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("RGB", {"quality": 75}), ("RGB", {"quality": 95, "subsampling": 0}), ("RGB", {"progressive": True}), ("L", {})],
+)
+def test_torchvision_decodes_plain_jpegs_as_pillow_does(tmp_path, torchvision_calls, mode, options):
+    path = tmp_path / "photo.jpg"
+    tensor_to_pil(make_image(48, 40, 3)).convert(mode).save(path, **options)
+    t = load_image(path)
+    assert torchvision_calls == [1]
+    assert t.shape == (3, 48, 40) and t.dtype == torch.float32
+    assert (t - pillow_decode(path)).abs().max() <= JPEG_TOLERANCE
+
+
+def test_torchvision_decodes_the_bundled_photos_as_pillow_does(torchvision_calls):
+    for path in sorted((ROOT / "examples").rglob("*.jpg")):
+        assert (load_image(path) - pillow_decode(path)).abs().max() <= JPEG_TOLERANCE, path
+    assert len(torchvision_calls) == 7
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_pillow(tmp_path, torchvision_calls, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    tensor_to_pil(make_image(24, 40, 0)).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    t = load_image(tmp_path / "phone.jpg")
+    assert torchvision_calls == [1]
+    assert t.shape == ((3, 24, 40) if orientation < 5 else (3, 40, 24))
+    assert (t - pillow_decode(tmp_path / "phone.jpg")).abs().max() <= JPEG_TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("name", "image"),
+    [
+        ("cmyk.jpg", flat("CMYK", (0, 255, 255, 0))),  # CMYK (Adobe stores it inverted): Pillow knows the variants
+        ("palette.gif", flat("RGB", (0, 0, 255)).convert("P")),
+        ("photo.png", flat("RGB", (255, 0, 0))),  # PNGs stay with Pillow (torchvision's decoder can crash)
+        ("photo.webp", flat("RGB", (0, 255, 0))),
+    ],
+)
+def test_other_files_go_to_pillow(tmp_path, torchvision_calls, name, image):
+    image.save(tmp_path / name)
+    assert torch.allclose(load_image(tmp_path / name), pillow_decode(tmp_path / name).float(), atol=1 / 255)
+    assert torchvision_calls == []
+
+
+def test_a_jpeg_torchvision_refuses_goes_to_pillow_which_says_why(tmp_path, torchvision_calls):
+    (tmp_path / "cut.jpg").write_bytes(jpeg_bytes()[:700])
+    with pytest.raises(ImageError, match="cut.jpg: cannot read image, truncated or corrupt"):
+        load_image(tmp_path / "cut.jpg")
+    assert torchvision_calls == [1]
+
+
+def test_grid_layout():
+    red, blue = torch.zeros(3, 20, 30), torch.zeros(3, 10, 10)
+    red[0], blue[2] = 1, 1
+    sheet = np.array(make_grid([[red, blue, red], [blue]], size=8, pad=2)).astype(int)
+    assert sheet.shape == (2 * (8 + 2) + 2, 3 * (8 + 2) + 2, 3)  # 2 x 3 tiles of 8 px, 2 px apart and from the edges
+    tiles = np.zeros(sheet.shape[:2], bool)
+
+    def tile(i: int, j: int) -> np.ndarray:
+        tiles[2 + i * 10 : 10 + i * 10, 2 + j * 10 : 10 + j * 10] = True
+        return sheet[2 + i * 10 : 10 + i * 10, 2 + j * 10 : 10 + j * 10]
+
+    assert (tile(0, 0) == [255, 0, 0]).all() and (tile(0, 1) == [0, 0, 255]).all() and (tile(0, 2) == [255, 0, 0]).all()
+    assert (tile(1, 0) == [0, 0, 255]).all() and (tile(1, 1) == 255).all() and (tile(1, 2) == 255).all()  # short row
+    assert (sheet[~tiles] == 255).all()  # white between and around the tiles

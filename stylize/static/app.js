@@ -120,7 +120,7 @@ async function render(size, format, v, final) {
   try {
     response = await fetch("/api/stylize", { method: "POST", body: form });
   } catch (e) {
-    return fail(`The server cannot be reached (${e.message}): is stylize-web still running?`);
+    return fail(`The server cannot be reached (${e.message}): is stylize-adain-web still running?`);
   }
   if (response.status === 503) {
     const wait = Number(response.headers.get("Retry-After")) || 1;
