@@ -32,6 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("logs", type=Path, nargs="+")
     p.add_argument("--out", type=Path, default=Path("docs/loss_curve.png"))
+    p.add_argument("--batch", type=int, default=8, help="batch size, for logs without an images column")
     p.add_argument("--smooth", type=int, default=8, help="running mean over N logged rows (default: 8)")
     args = p.parse_args()
     rows = read(args.logs)
@@ -44,7 +45,7 @@ def main() -> None:
         if not part:
             ax.set_visible(False)
             continue
-        images = [int(r["images"]) / 1000 for r in part]
+        images = [int(r.get("images") or int(r["step"]) * args.batch) / 1000 for r in part]
         for key in keys:
             label = "L1 to the photo" if stage == "reconstruct" else f"{key} loss"
             ax.plot(images, smooth([float(r[key]) for r in part], args.smooth), label=label)

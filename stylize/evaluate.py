@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     sheet_rows = result.pop("_sheet")
     if args.sheet and sheet_rows:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
-        make_grid(sheet_rows, 256).save(args.sheet, quality=90)
+        make_grid(sheet_rows, 192).save(args.sheet, quality=85)  # small: every committed copy stays in git
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     command = "python -m stylize.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
