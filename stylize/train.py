@@ -68,6 +68,14 @@ def memory_format(device: torch.device) -> torch.memory_format:
     return torch.channels_last
 
 
+def to_device(x: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    """Images and features in the training memory format; statistics (2-d) as they are."""
+    if x is None:
+        return None
+    fmt = memory_format(device) if x.dim() == 4 else torch.preserve_format
+    return x.to(device, non_blocking=True, memory_format=fmt)
+
+
 def stage(cfg: TrainConfig, step: int) -> str:
     """'reconstruct' for the warm start's first `recon_steps` steps, then 'adain'."""
     return "reconstruct" if step < cfg.recon_steps else "adain"
@@ -87,11 +95,7 @@ def train_step(
     device = next(model.parameters()).device
     for group in opt.param_groups:
         group["lr"] = lr
-    content, feats, stats, style = (
-        None if x is None else x.to(device, non_blocking=True, memory_format=memory_format(device)) if x.dim() == 4
-        else x.to(device, non_blocking=True)
-        for x in batch
-    )  # fmt: skip
+    content, feats, stats, style = (to_device(x, device) for x in batch)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
         if feats is None:
             feats, stats = encode(encoder, content, None if reconstruct else style)
