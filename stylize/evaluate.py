@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from stylize.controls import luminance
 from stylize.images import limit_long, list_images, load_image, make_grid, pil_to_tensor, resize_short, tensor_to_pil
 from stylize.losses import split_stats, tap_stats
 from stylize.models import STYLE_TAPS, Encoder
@@ -57,10 +58,6 @@ def pick(folder: Path, n: int) -> list[Path]:
         raise FileNotFoundError(f"{folder}: no images found")
     step = max(1, len(files) / n)
     return [files[int(i * step)] for i in range(min(n, len(files)))]
-
-
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    return (x * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(-3, keepdim=True)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
