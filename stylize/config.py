@@ -25,6 +25,10 @@ class TrainConfig:
     encoder: str = "weights/vgg19_relu4_1.pth"
     style_weight: float = 10.0
     content_weight: float = 1.0
+    # identity loss (after the warm start): L1 between the photo and its own features decoded, for
+    # the first identity_images photos of each batch; keeps alpha 0 (and the photo's detail) readable
+    identity_weight: float = 0.0
+    identity_images: int = 2
     # optimisation
     steps: int = 160_000
     batch_size: int = 8
@@ -83,6 +87,9 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     ):  # fmt: skip
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
+    for key in ("identity_weight", "identity_images", "recon_steps"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
     if cfg.crop_size > cfg.image_size:
         raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than image_size {cfg.image_size}")
     return cfg

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import signal
 import sys
@@ -52,14 +53,21 @@ def losses(
     content: torch.Tensor,
     feats: torch.Tensor,
     stats: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(content loss, style loss) of decoding the AdaIN target of a batch of pairs, from the photos'
-    relu4_1 `feats` and the paintings' `stats`; without `stats`, (reconstruction loss, 0)."""
+    identity: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(content loss, style loss, identity loss) of decoding the AdaIN target of a batch of pairs,
+    from the photos' relu4_1 `feats` and the paintings' `stats`. The identity loss is the L1
+    distance to the first `identity` photos of their own features decoded (alpha 0), in the
+    same decoder call. Without `stats`, (reconstruction loss of all the photos, 0, 0)."""
+    zero = torch.zeros((), device=feats.device)
     if stats is None:
-        return reconstruction_loss(decoder(feats), content), torch.zeros((), device=feats.device)
+        return reconstruction_loss(decoder(feats), content), zero, zero
     target = adain(feats, *split_stats(stats)["relu4_1"])
-    out_taps = encoder(decoder(target))
-    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats)
+    out = decoder(torch.cat([target, feats[:identity]]))
+    out, own = out[: len(target)], out[len(target) :]
+    out_taps = encoder(out)
+    li = reconstruction_loss(own, content[:identity]) if identity else zero
+    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats), li
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -89,9 +97,10 @@ def train_step(
     cfg: TrainConfig,
     lr: float,
     reconstruct: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimiser step on a batch of pairs; (loss, content loss, style loss). With `reconstruct`
-    the decoder learns to give the photos back from their features (the styles are not used)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch of pairs; (loss, content loss, style loss, identity loss).
+    With `reconstruct` the decoder learns to give the photos back from their features (the styles
+    are not used)."""
     device = next(model.parameters()).device
     for group in opt.param_groups:
         group["lr"] = lr
@@ -99,12 +108,13 @@ def train_step(
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
         if feats is None:
             feats, stats = encode(encoder, content, None if reconstruct else style)
-        lc, ls = losses(encoder, model, content, feats, None if reconstruct else stats)
-    loss = lc if reconstruct else cfg.content_weight * lc + cfg.style_weight * ls
+        identity = min(cfg.identity_images, len(content)) if cfg.identity_weight else 0
+        lc, ls, li = losses(encoder, model, content, feats, None if reconstruct else stats, identity)
+    loss = lc if reconstruct else cfg.content_weight * lc + cfg.style_weight * ls + cfg.identity_weight * li
     opt.zero_grad(set_to_none=True)
     loss.backward()  # under DDP this also averages the gradients over the processes
     opt.step()
-    return loss, lc, ls
+    return loss, lc, ls, li
 
 
 class Batch(NamedTuple):
@@ -191,12 +201,28 @@ class Run:
 
     def log(self, row: dict[str, float]) -> None:
         path = self.dir / "log.csv"
+        fields = list(row)
+        if path.exists():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames != fields:  # a run begun by an older train.py: new columns
+                    self._rewrite_log(path, fields, list(reader))
         new = not path.exists()
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
+            w = csv.DictWriter(f, fieldnames=fields)
             if new:
                 w.writeheader()
             w.writerow(row)
+
+    @staticmethod
+    def _rewrite_log(path: Path, fields: list[str], rows: list[dict]) -> None:
+        """The log under a new header; columns it did not have are left empty in its old rows."""
+        with atomic_write(path) as f:
+            text = io.StringIO()
+            w = csv.DictWriter(text, fieldnames=fields, extrasaction="ignore", restval="")
+            w.writeheader()
+            w.writerows(rows)
+            f.write(text.getvalue().encode())
 
 
 class StopSignals:
@@ -331,12 +357,12 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         for step in range(start, cfg.steps):
             lr = cfg.lr / (1 + cfg.lr_decay * step)
             now = stage(cfg, step)
-            loss, lc, ls = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
+            loss, lc, ls, li = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
             done, seen = step + 1, seen + cfg.batch_size
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 # every rank takes part in the average; rank 0 writes it
-                loss_, lc_, ls_ = mean(torch.stack([loss, lc, ls]).detach().float(), d).tolist()
+                loss_, lc_, ls_, li_ = mean(torch.stack([loss, lc, ls, li]).detach().float(), d).tolist()
                 row = {
                     "step": done,
                     "images": seen,
@@ -345,6 +371,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
                     "loss": loss_,
                     "content": lc_,
                     "style": ls_,
+                    "identity": li_,
                     "seconds": round(time.time() - t0, 1),
                 }
                 if run:

@@ -228,3 +228,39 @@ def test_from_weights_goes_on_from_the_manifest(tmp_path, image_dirs, encoder_pa
     rows = list(csv.DictReader(open(tmp_path / "r" / "log.csv")))
     assert [(int(r["step"]), int(r["images"])) for r in rows] == [(6, 42), (7, 44)]
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["images_seen"] == 44
+
+
+def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features():
+    torch.manual_seed(0)
+    enc, dec = T.Encoder(), T.Decoder()
+    content, style = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    feats, stats = T.encode(enc, content, style)
+    lc, ls, li = T.losses(enc, dec, content, feats, stats, identity=2)
+    with torch.no_grad():
+        expected = (dec(feats[:2]) - content[:2]).abs().mean()
+    assert li.item() == pytest.approx(expected.item(), rel=1e-5)
+    # the pairs' own losses do not change when the identity photos share the decoder call
+    lc0, ls0, li0 = T.losses(enc, dec, content, feats, stats)
+    assert (lc.item(), ls.item(), li0.item()) == pytest.approx((lc0.item(), ls0.item(), 0.0), rel=1e-5)
+
+
+def test_identity_weight_trains_alpha_zero_and_is_logged(smoke, tmp_path):
+    T.train(smoke("steps=30", "recon_steps=0", "identity_weight=50", "identity_images=2", "lr=1e-3", "batch_size=2"))
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    identity = [float(r["identity"]) for r in rows]
+    assert all(v > 0 for v in identity)
+    assert sum(identity[-5:]) < 0.8 * sum(identity[:5]), identity
+    T.train(smoke("steps=2", out="plain"))
+    assert {r["identity"] for r in csv.DictReader(open(tmp_path / "plain" / "log.csv"))} == {"0.0"}
+
+
+def test_a_log_from_an_older_train_py_gets_the_new_columns(smoke, tmp_path):
+    cfg = smoke("steps=3")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "log.csv").write_text("step,stage,loss\n1,adain,5.0\n")
+    T.Run(cfg).log({"step": 2, "stage": "adain", "loss": 4.0, "identity": 0.5})
+    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    assert rows == [
+        {"step": "1", "stage": "adain", "loss": "5.0", "identity": ""},
+        {"step": "2", "stage": "adain", "loss": "4.0", "identity": "0.5"},
+    ]
