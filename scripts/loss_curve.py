@@ -37,22 +37,28 @@ def main() -> None:
     args = p.parse_args()
     rows = read(args.logs)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    for stage, ax, keys in (
-        ("reconstruct", axes[0], ("content",)),
-        ("adain", axes[1], ("content", "style")),
-    ):
-        part = [r for r in rows if r.get("stage", "adain") == stage]
-        if not part:
-            ax.set_visible(False)
-            continue
-        images = [int(r.get("images") or int(r["step"]) * args.batch) / 1000 for r in part]
-        for key in keys:
-            label = "L1 to the photo" if stage == "reconstruct" else f"{key} loss"
-            ax.plot(images, smooth([float(r[key]) for r in part], args.smooth), label=label)
-        ax.set_title("warm start: reconstruction" if stage == "reconstruct" else "AdaIN loss (style x 1, not x lambda)")
+
+    def images(part: list[dict[str, str]]) -> list[float]:
+        return [int(r.get("images") or int(r["step"]) * args.batch) / 1000 for r in part]
+
+    # left: the L1 distance to the photo decoded from its own features (alpha 0): the warm
+    # start's loss, then the identity loss where the AdaIN stage has one
+    recon = [r for r in rows if r.get("stage", "adain") == "reconstruct"]
+    ident = [r for r in rows if r.get("stage", "adain") == "adain" and float(r.get("identity") or 0) > 0]
+    for part, key, label in ((recon, "content", "warm start"), (ident, "identity", "identity loss (AdaIN stage)")):
+        if part:
+            axes[0].plot(images(part), smooth([float(r[key]) for r in part], args.smooth), label=label)
+    axes[0].set_title("L1 to the photo from its own features (alpha 0)")
+    # right: the AdaIN stage's content and style losses
+    adain = [r for r in rows if r.get("stage", "adain") == "adain"]
+    for key in ("content", "style"):
+        axes[1].plot(images(adain), smooth([float(r[key]) for r in adain], args.smooth), label=f"{key} loss")
+    axes[1].set_title("AdaIN loss (style x 1, not x lambda)")
+    for ax in axes:
         ax.set_xlabel("images seen (thousands)")
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.set_visible(bool(ax.lines))
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
