@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stylize import Stylizer
 from stylize.images import load_image, make_grid, resize_short, save_image
+from stylize.stylizer import STYLE_SIZE
 from stylize.weights import DEFAULT_DECODER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,12 +29,12 @@ def main() -> None:
     for content_name, style_name in PAIRS:
         content = resize_short(load_image(ROOT / "examples" / "content" / f"{content_name}.jpg"), 384)
         style = load_image(ROOT / "examples" / "style" / f"{style_name}.jpg")
-        out = stylizer.stylize(content, resize_short(style, 512))
+        out = stylizer.stylize(content, resize_short(style, STYLE_SIZE))
         rows.append([content, style, out])
     args.out.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(rows, args.size), args.out / "sheet.jpg", quality=90)
     content, style, _ = rows[0]
-    stats = stylizer.style_stats(resize_short(style, 512))
+    stats = stylizer.style_stats(resize_short(style, STYLE_SIZE))
     alphas = [stylizer.stylize(content, stats, a) for a in (0.0, 0.25, 0.5, 0.75, 1.0)]
     save_image(make_grid([[content, style, *alphas]], args.size), args.out / "alpha.jpg", quality=90)
     print(f"wrote {args.out / 'sheet.jpg'} and {args.out / 'alpha.jpg'}")

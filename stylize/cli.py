@@ -34,7 +34,7 @@ from stylize.images import (
     save_image,
 )
 from stylize.overlap import WriteBehind, read_ahead
-from stylize.stylizer import Style, Stylizer
+from stylize.stylizer import STYLE_SIZE, Style, Stylizer
 from stylize.video import VIDEO_EXTS, VideoError, is_video, stylize_video
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
 
@@ -121,9 +121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--style-size",
         type=int,
-        default=512,
+        default=STYLE_SIZE,
         help="resize styles so the short side is N px; 0 keeps the size. The size sets the "
-        "scale of brush strokes in the result (default: 512)",
+        "scale of brush strokes in the result: larger paints larger strokes (default: %(default)s)",
     )
     p.add_argument("--crop", action="store_true", help="centre-crop contents and styles to squares")
     p.add_argument("--ext", default="jpg", help="output format for folder runs: jpg, png, webp... (default: jpg)")

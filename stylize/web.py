@@ -54,12 +54,11 @@ from stylize.images import (
     resize_short,
     tensor_to_pil,
 )
-from stylize.stylizer import StyleStats, Stylizer
+from stylize.stylizer import STYLE_SIZE, StyleStats, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
 
 STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # beside weights/, as in a checkout
-STYLE_SIZE = 512  # the painting's short side, the command line's default: it sets the stroke scale
 MIN_SIZE = 64  # the smallest output size one may ask for
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 UPLOADS = {"content": "photo", "style": "painting", "style2": "second painting"}  # field -> name in messages
