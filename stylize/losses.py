@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -33,13 +35,16 @@ def split_stats(stats: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tens
     return out
 
 
-def style_loss(out_taps: dict[str, torch.Tensor], style_stats: torch.Tensor) -> torch.Tensor:
-    """Sum over relu1_1..relu4_1 of the MSE between channel means plus that between stds;
-    `style_stats` are the painting's, from `tap_stats`."""
+def style_loss(
+    out_taps: dict[str, torch.Tensor], style_stats: torch.Tensor, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
+) -> torch.Tensor:
+    """Sum over relu1_1..relu4_1 of the MSE between channel means plus that between stds, each
+    tap's term times its `weights` entry (the paper: all 1); `style_stats` are the painting's,
+    from `tap_stats`."""
     loss = torch.zeros((), device=out_taps["relu4_1"].device)
-    for tap, (sm, ss) in split_stats(style_stats.float()).items():
+    for w, (tap, (sm, ss)) in zip(weights, split_stats(style_stats.float()).items(), strict=True):
         om, os_ = mean_std(out_taps[tap])
-        loss = loss + F.mse_loss(om, sm) + F.mse_loss(os_, ss)
+        loss = loss + w * (F.mse_loss(om, sm) + F.mse_loss(os_, ss))
     return loss
 
 

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,11 +54,13 @@ def losses(
     feats: torch.Tensor,
     stats: torch.Tensor | None,
     identity: int = 0,
+    layer_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(content loss, style loss, identity loss) of decoding the AdaIN target of a batch of pairs,
     from the photos' relu4_1 `feats` and the paintings' `stats`. The identity loss is the L1
     distance to the first `identity` photos of their own features decoded (alpha 0), in the
-    same decoder call. Without `stats`, (reconstruction loss of all the photos, 0, 0)."""
+    same decoder call; `layer_weights` weigh the style taps. Without `stats`, (reconstruction loss
+    of all the photos, 0, 0)."""
     zero = torch.zeros((), device=feats.device)
     if stats is None:
         return reconstruction_loss(decoder(feats), content), zero, zero
@@ -67,7 +69,7 @@ def losses(
     out, own = out[: len(target)], out[len(target) :]
     out_taps = encoder(out)
     li = reconstruction_loss(own, content[:identity]) if identity else zero
-    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats), li
+    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -109,7 +111,9 @@ def train_step(
         if feats is None:
             feats, stats = encode(encoder, content, None if reconstruct else style)
         identity = min(cfg.identity_images, len(content)) if cfg.identity_weight else 0
-        lc, ls, li = losses(encoder, model, content, feats, None if reconstruct else stats, identity)
+        lc, ls, li = losses(
+            encoder, model, content, feats, None if reconstruct else stats, identity, cfg.style_layer_weights
+        )
     loss = lc if reconstruct else cfg.content_weight * lc + cfg.style_weight * ls + cfg.identity_weight * li
     opt.zero_grad(set_to_none=True)
     loss.backward()  # under DDP this also averages the gradients over the processes

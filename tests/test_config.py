@@ -15,6 +15,7 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
     cfg = load_config(None, ["batch_size=16", "lr=3e-4", "amp=false", "out_dir=runs/x"])
     assert (cfg.batch_size, cfg.lr, cfg.amp, cfg.out_dir) == (16, 3e-4, False, "runs/x")
     assert load_config(None, ["style_weight=5"]).style_weight == 5.0  # an int is fine for a float
+    assert load_config(None, ["style_layer_weights=[2, 2, 1, 0.5]"]).style_layer_weights == [2.0, 2.0, 1.0, 0.5]
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,10 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("steps: 0\n", "config key 'steps': must be positive"),
         ("crop_size: 512\n", "config key 'crop_size': 512 is larger than image_size"),
         ("- a\n- b\n", "expected a mapping"),
+        ("style_layer_weights: [1, 1, 1]\n", "config key 'style_layer_weights': 4 weights"),
+        ("style_layer_weights: [1, 1, -1, 1]\n", "config key 'style_layer_weights': 4 weights"),
+        ("style_layer_weights: [1, 1, x, 1]\n", r"config key 'style_layer_weights\[2\]': expected float, got str"),
+        ("style_layer_weights: 1\n", "config key 'style_layer_weights': expected list, got int"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, text, message):

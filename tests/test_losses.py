@@ -29,6 +29,16 @@ def test_style_loss_ignores_spatial_arrangement():
     assert style_loss(taps, tap_stats(flipped)).item() < 1e-10
 
 
+def test_style_loss_weighs_each_tap():
+    torch.manual_seed(0)
+    a = {k: torch.rand(2, c, 4, 4) for k, c in TAP_CHANNELS.items()}
+    stats = tap_stats({k: torch.rand(2, c, 4, 4) for k, c in TAP_CHANNELS.items()})
+    alone = [style_loss(a, stats, [1.0 * (i == j) for j in range(4)]) for i in range(4)]
+    assert all(t > 0 for t in alone)
+    assert torch.allclose(style_loss(a, stats), sum(alone))  # the default weighs all four alike
+    assert torch.allclose(style_loss(a, stats, [2.0, 0.0, 0.5, 1.0]), 2 * alone[0] + 0.5 * alone[2] + alone[3])
+
+
 def test_tap_stats_round_trip():
     torch.manual_seed(0)
     taps = Encoder()(torch.rand(2, 3, 24, 24))

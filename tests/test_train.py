@@ -244,6 +244,20 @@ def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features()
     assert (lc.item(), ls.item(), li0.item()) == pytest.approx((lc0.item(), ls0.item(), 0.0), rel=1e-5)
 
 
+def test_train_step_weighs_the_style_taps_as_configured():
+    torch.manual_seed(0)
+    enc, dec = T.Encoder(), T.Decoder()
+    content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    cfg = load_config(None, ["device=cpu", "style_layer_weights=[0, 0, 0, 1]"])
+    opt = torch.optim.Adam(dec.parameters(), lr=0.0)  # lr 0: the decoder stays as it was
+    _, _, ls, _ = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
+    feats, stats = T.encode(enc, content, style)
+    _, only4, _ = T.losses(enc, dec, content, feats, stats, layer_weights=[0, 0, 0, 1])
+    _, every, _ = T.losses(enc, dec, content, feats, stats)
+    assert ls.item() == pytest.approx(only4.item(), rel=1e-4)
+    assert ls.item() < 0.9 * every.item()
+
+
 def test_identity_weight_trains_alpha_zero_and_is_logged(smoke, tmp_path):
     T.train(smoke("steps=30", "recon_steps=0", "identity_weight=50", "identity_images=2", "lr=1e-3", "batch_size=2"))
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
