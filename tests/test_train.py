@@ -259,7 +259,7 @@ def test_train_step_weighs_the_style_taps_as_configured():
 
 
 def test_identity_weight_trains_alpha_zero_and_is_logged(smoke, tmp_path):
-    T.train(smoke("steps=30", "recon_steps=0", "identity_weight=50", "identity_images=2", "lr=1e-3", "batch_size=2"))
+    T.train(smoke("steps=30", "recon_steps=0", "identity_weight=500", "identity_images=2", "lr=1e-3", "batch_size=2"))
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     identity = [float(r["identity"]) for r in rows]
     assert all(v > 0 for v in identity)
