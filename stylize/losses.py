@@ -11,6 +11,7 @@ from stylize.models import STYLE_TAPS, mean_std
 
 TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
 STATS_SIZE = 2 * sum(TAP_CHANNELS.values())  # a painting's means and stds at every tap, flattened
+PAPER_TAP_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # each style tap's share of the style loss, as in the paper
 
 
 def content_loss(out_relu4_1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -36,11 +37,10 @@ def split_stats(stats: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tens
 
 
 def style_loss(
-    out_taps: dict[str, torch.Tensor], style_stats: torch.Tensor, weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)
+    out_taps: dict[str, torch.Tensor], style_stats: torch.Tensor, weights: Sequence[float] = PAPER_TAP_WEIGHTS
 ) -> torch.Tensor:
     """Sum over relu1_1..relu4_1 of the MSE between channel means plus that between stds, each
-    tap's term times its `weights` entry (the paper: all 1); `style_stats` are the painting's,
-    from `tap_stats`."""
+    tap's term times its `weights` entry; `style_stats` are the painting's, from `tap_stats`."""
     loss = torch.zeros((), device=out_taps["relu4_1"].device)
     for w, (tap, (sm, ss)) in zip(weights, split_stats(style_stats.float()).items(), strict=True):
         om, os_ = mean_std(out_taps[tap])

@@ -34,7 +34,14 @@ from stylize.data import CropDataset, endless_batches
 from stylize.distributed import Dist, broadcast, device_for, from_env, mean, process_group
 from stylize.files import atomic_write, remove_stale_temps
 from stylize.images import ImageError, center_crop, list_images, load_image, make_grid, resize_short
-from stylize.losses import content_loss, reconstruction_loss, split_stats, style_loss, tap_stats
+from stylize.losses import (
+    PAPER_TAP_WEIGHTS,
+    content_loss,
+    reconstruction_loss,
+    split_stats,
+    style_loss,
+    tap_stats,
+)
 from stylize.models import Decoder, Encoder, adain, mean_std
 from stylize.weights import DEFAULT_DECODER, WEIGHTS_DIR, WeightsError, atomic_save, load_decoder, load_encoder
 
@@ -54,7 +61,7 @@ def losses(
     feats: torch.Tensor,
     stats: torch.Tensor | None,
     identity: int = 0,
-    layer_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    layer_weights: Sequence[float] = PAPER_TAP_WEIGHTS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(content loss, style loss, identity loss) of decoding the AdaIN target of a batch of pairs,
     from the photos' relu4_1 `feats` and the paintings' `stats`. The identity loss is the L1
