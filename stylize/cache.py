@@ -38,6 +38,7 @@ def cache_key(cfg, encoder_path: str) -> dict:
         "content_dir": str(Path(cfg.content_dir).resolve()),
         "style_dir": str(Path(cfg.style_dir).resolve()),
         "image_size": cfg.image_size,
+        "style_image_size": cfg.painting_size,
         "crop_size": cfg.crop_size,
         "crops_per_image": cfg.cache_crops,
         "seed": cfg.seed,
@@ -55,7 +56,7 @@ def build(cfg, encoder: Encoder, device: torch.device, batch_size: int = 32) -> 
     root.mkdir(parents=True, exist_ok=True)
     meta.unlink(missing_ok=True)  # the arrays below are incomplete until meta.json is back
     photos = CropDataset(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed)
-    paintings = CropDataset(cfg.style_dir, cfg.image_size, cfg.crop_size, cfg.seed + 1)
+    paintings = CropDataset(cfg.style_dir, cfg.painting_size, cfg.crop_size, cfg.seed + 1)
     n_c, n_s, size = len(photos) * cfg.cache_crops, len(paintings) * cfg.cache_crops, cfg.crop_size
     arrays = {
         "content.npy": ((n_c, 3, size, size), np.uint8),

@@ -21,6 +21,9 @@ class TrainConfig:
     style_dir: str = "../shared/data/train/style"
     image_size: int = 288  # short side after resizing, before the random crop
     crop_size: int = 256
+    # the paintings' short side, when it should differ from the photos' (0: image_size): the
+    # scale each is seen at in training should match the scale it is stylized at
+    style_image_size: int = 0
     # model and loss
     encoder: str = "weights/vgg19_relu4_1.pth"
     style_weight: float = 10.0
@@ -56,6 +59,10 @@ class TrainConfig:
     cache_dir: str = ""  # a folder for fixed crops encoded once (stylize/cache.py); empty: encode every step
     cache_crops: int = 2  # crops per image in the cache
     tags: dict[str, str] = field(default_factory=dict)  # free-form notes kept with checkpoints
+
+    @property
+    def painting_size(self) -> int:
+        return self.style_image_size or self.image_size
 
 
 def _check_type(key: str, value: Any, typ: Any) -> Any:
@@ -94,14 +101,15 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     ):  # fmt: skip
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
-    for key in ("identity_weight", "identity_images", "recon_steps"):
+    for key in ("style_image_size", "identity_weight", "identity_images", "recon_steps"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
     w = cfg.style_layer_weights
     if len(w) != 4 or min(w) < 0 or sum(w) == 0:
         raise ConfigError(f"config key 'style_layer_weights': 4 weights >= 0 (relu1_1..relu4_1), not all 0, got {w}")
-    if cfg.crop_size > cfg.image_size:
-        raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than image_size {cfg.image_size}")
+    for key in ("image_size", "style_image_size"):
+        if 0 < getattr(cfg, key) < cfg.crop_size:
+            raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than {key} {getattr(cfg, key)}")
     return cfg
 
 

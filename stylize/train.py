@@ -296,14 +296,17 @@ def batches(cfg: TrainConfig, encoder: Encoder, device: torch.device, start: int
         return (Batch(content, feats, stats) for content, feats, stats in stream)
     contents, styles = (
         endless_batches(
-            CropDataset(folder, cfg.image_size, cfg.crop_size, seed),
+            CropDataset(folder, size, cfg.crop_size, seed),
             cfg.batch_size,
             start,
             cfg.num_workers,
             d.rank,
             d.world_size,
         )
-        for folder, seed in ((cfg.content_dir, cfg.seed), (cfg.style_dir, cfg.seed + 1))
+        for folder, size, seed in (
+            (cfg.content_dir, cfg.image_size, cfg.seed),
+            (cfg.style_dir, cfg.painting_size, cfg.seed + 1),
+        )
     )
     return (Batch(content, style=style) for content, style in zip(contents, styles))
 

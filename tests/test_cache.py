@@ -27,14 +27,14 @@ def cfg(tmp_path, image_dirs, encoder_path):
 
 
 def test_cache_holds_the_crops_their_features_and_the_paintings_statistics(cfg):
-    c = cfg("cache_crops=2")
+    c = cfg("cache_crops=2", "style_image_size=48")  # paintings at their own scale
     enc = load_encoder(c.encoder)
     root = cache.build(c, enc, torch.device("cpu"))
     pixels, feats, stats = (np.load(root / name) for name in cache.FILES)
     assert pixels.shape == (6, 3, 32, 32) and feats.shape == (6, 512, 4, 4)  # 3 photos x 2 crops
     assert stats.shape == (4, 1920)  # 2 paintings x 2 crops
     photos = CropDataset(c.content_dir, c.image_size, c.crop_size, c.seed)
-    paintings = CropDataset(c.style_dir, c.image_size, c.crop_size, c.seed + 1)
+    paintings = CropDataset(c.style_dir, 48, c.crop_size, c.seed + 1)
     for k in (0, 5):  # the cache holds samples 0..n-1 of the training stream
         crop = photos[k]
         assert np.abs(pixels[k] / 255 - crop.numpy()).max() <= 0.5 / 255 + 1e-6
@@ -54,6 +54,8 @@ def test_cache_is_reused_and_rebuilt_when_what_it_was_built_from_changes(cfg):
     assert meta.stat().st_mtime_ns == built  # same inputs: reused
     cache.build(cfg("crop_size=24"), enc, torch.device("cpu"))
     assert json.loads(meta.read_text())["key"]["crop_size"] == 24
+    cache.build(cfg("crop_size=24", "style_image_size=48"), enc, torch.device("cpu"))
+    assert json.loads(meta.read_text())["key"]["style_image_size"] == 48
     assert np.load(root / "feats.npy").shape[-1] == 3
 
 

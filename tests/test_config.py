@@ -16,6 +16,8 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
     assert (cfg.batch_size, cfg.lr, cfg.amp, cfg.out_dir) == (16, 3e-4, False, "runs/x")
     assert load_config(None, ["style_weight=5"]).style_weight == 5.0  # an int is fine for a float
     assert load_config(None, ["style_layer_weights=[2, 2, 1, 0.5]"]).style_layer_weights == [2.0, 2.0, 1.0, 0.5]
+    assert load_config(None, []).painting_size == 288  # the paintings' size follows image_size...
+    assert load_config(None, ["style_image_size=300"]).painting_size == 300  # ...unless set
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,8 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("lr: [1, 2]\n", "config key 'lr': expected float, got list"),
         ("steps: 0\n", "config key 'steps': must be positive"),
         ("crop_size: 512\n", "config key 'crop_size': 512 is larger than image_size"),
+        ("style_image_size: 128\n", "config key 'crop_size': 256 is larger than style_image_size 128"),
+        ("style_image_size: -1\n", "config key 'style_image_size': must not be negative"),
         ("- a\n- b\n", "expected a mapping"),
         ("style_layer_weights: [1, 1, 1]\n", "config key 'style_layer_weights': 4 weights"),
         ("style_layer_weights: [1, 1, -1, 1]\n", "config key 'style_layer_weights': 4 weights"),
