@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import os
 import shlex
@@ -259,6 +260,28 @@ def update_manifest(record: dict[str, object], manifest: Path) -> None:
     manifest.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def keep_log(run_log: Path, kept: Path) -> list[dict[str, str]]:
+    """Write the training log of a decoder's whole history to `kept` (beside the weights, so
+    the loss curve survives the run folder): the rows `kept` already holds from before the
+    run's first step, then the run's rows. Returns the rows written."""
+    with open(run_log, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = list(reader.fieldnames or []), list(reader)
+    if not rows:
+        raise ValueError(f"{run_log}: no logged steps")
+    if kept.exists():
+        with open(kept, newline="") as f:
+            first = int(rows[0]["step"])
+            rows = [r for r in csv.DictReader(f) if int(r["step"]) < first] + rows
+    with atomic_write(kept) as f:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fields, restval="", extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        f.write(text.getvalue().encode())
+    return rows
+
+
 def export_decoder(args: argparse.Namespace) -> None:
     """Copy a training run's decoder into weights/ (in float16: half the size, and every committed
     copy stays in git's history) and record how it was trained and how it scores."""
@@ -266,8 +289,7 @@ def export_decoder(args: argparse.Namespace) -> None:
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     decoder = load_into(Decoder(), ckpt["decoder"], run / "checkpoint.pt")
     atomic_save({k: v.half().contiguous() for k, v in decoder.state_dict().items()}, args.out)
-    with open(run / "log.csv", newline="") as f:
-        losses = list(csv.DictReader(f))[-1]  # the last logged step
+    losses = keep_log(run / "log.csv", args.out.with_name(args.out.stem + "_log.csv"))[-1]
     cfg = ckpt["config"]
     record = {
         "file": args.out.name,

@@ -1,3 +1,4 @@
+import csv
 import hashlib
 import json
 import pickle
@@ -194,3 +195,11 @@ def test_export_decoder_records_the_run(tmp_path):
     assert all(v.dtype == torch.float16 for v in stored.values())  # half the size in git
     want = dec.state_dict()["0.weight"]
     assert torch.allclose(W.load_decoder(out).state_dict()["0.weight"], want, rtol=1e-3, atol=1e-4)
+    # the log goes beside the weights; a later run resumed from them (step 6 on) extends it
+    assert (tmp_path / "w" / "decoder_log.csv").read_text().splitlines()[1:] == ["7,0.001,12.5,2.5,1.0,3.2"]
+    header = "step,lr,loss,content,style,seconds\n"
+    (run / "log.csv").write_text(header + "6,0.001,9.0,2.0,0.7,1.0\n8,0.001,8.0,2.0,0.6,2.0\n")
+    (tmp_path / "w" / "decoder_log.csv").write_text("step,loss\n5,13.0\n6,12.9\n")
+    W.main(["export-decoder", str(run), "--out", str(out)])
+    rows = list(csv.DictReader(open(tmp_path / "w" / "decoder_log.csv")))
+    assert [(r["step"], r["loss"]) for r in rows] == [("5", "13.0"), ("6", "9.0"), ("8", "8.0")]
