@@ -40,6 +40,9 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-4
     lr_decay: float = 5e-5  # lr / (1 + lr_decay * step), as in the reference
+    # the decoder kept and shipped is an exponential moving average of the trained one with this
+    # decay (0: none): at a small lr a snapshot still wanders from step to step, the average less
+    ema_decay: float = 0.0
     seed: int = 0
     recon_steps: int = 0  # warm start: the first N steps train the decoder to give the photo back
     # machinery
@@ -104,6 +107,8 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     for key in ("style_image_size", "identity_weight", "identity_images", "recon_steps"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError(f"config key 'ema_decay': must be in [0, 1), got {cfg.ema_decay}")
     w = cfg.style_layer_weights
     if len(w) != 4 or min(w) < 0 or sum(w) == 0:
         raise ConfigError(f"config key 'style_layer_weights': 4 weights >= 0 (relu1_1..relu4_1), not all 0, got {w}")

@@ -2,7 +2,8 @@
 
 A run lives in `out_dir`: checkpoint.pt (and checkpoint_prev.pt) to resume from, log.csv
 with the losses, samples/step_NNNNNN.png grids of fixed content | style | output rows,
-and decoder.pth, the decoder alone, written at every checkpoint.
+and decoder.pth, the decoder alone (its moving average when `ema_decay` is set), written at
+every checkpoint.
 
 Under torchrun (`torchrun --nproc-per-node N train.py --config ...`) every process trains a
 DistributedDataParallel copy of the decoder on its own slice of each step's batch; `batch_size`
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import io
 import json
@@ -138,6 +140,21 @@ class Batch(NamedTuple):
     style: torch.Tensor | None = None
 
 
+class Ema:
+    """An exponential moving average of a decoder's weights (`decay` per step)."""
+
+    def __init__(self, decoder: Decoder, decay: float, state: dict[str, torch.Tensor] | None = None) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(decoder).requires_grad_(False)
+        if state is not None:  # resuming; a checkpoint from before the average starts it afresh
+            self.model.load_state_dict(state)
+
+    @torch.no_grad()
+    def update(self, decoder: Decoder) -> None:
+        for avg, now in zip(self.model.state_dict().values(), decoder.state_dict().values(), strict=True):
+            avg.lerp_(now, 1 - self.decay)
+
+
 CHECKPOINT_KEYS = {"decoder", "optimizer", "step", "rng", "cuda_rng"}
 
 
@@ -162,9 +179,11 @@ class Run:
         cfg: TrainConfig,
         world_size: int = 1,
         images_seen: int = 0,
+        ema: Ema | None = None,
     ) -> None:
         state = {
             "decoder": decoder.state_dict(),
+            **({"ema": ema.model.state_dict()} if ema else {}),
             "optimizer": opt.state_dict(),
             "step": step,
             "images_seen": images_seen,  # by this decoder since its random start, in all its runs
@@ -177,7 +196,7 @@ class Run:
             with atomic_write(self.prev) as f:  # a copy: checkpoint.pt stays in place until replaced
                 f.write(self.ckpt.read_bytes())
         atomic_save(state, self.ckpt)
-        atomic_save(decoder.state_dict(), self.dir / "decoder.pth")
+        atomic_save((ema.model if ema else decoder).state_dict(), self.dir / "decoder.pth")
 
     def load(self) -> dict | None:
         """The newest readable checkpoint, or None for a fresh run (no checkpoint at all)."""
@@ -348,6 +367,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         if run:
             run.trim_log(start)
             tqdm.write(f"resuming {run.dir} at step {start}")
+    ema = Ema(decoder, cfg.ema_decay, ckpt.get("ema") if ckpt else None) if run and cfg.ema_decay else None
     if start >= cfg.steps:
         if run:
             tqdm.write(f"{run.dir}: already trained {start} of {cfg.steps} steps")
@@ -373,6 +393,8 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
             now = stage(cfg, step)
             loss, lc, ls, li = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
             done, seen = step + 1, seen + cfg.batch_size
+            if ema:
+                ema.update(decoder)
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 # every rank takes part in the average; rank 0 writes it
@@ -392,10 +414,12 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
                     run.log(row)
                 bar.set_postfix(content=f"{row['content']:.3f}", style=f"{row['style']:.3f}")
             if run and (done % cfg.sample_every == 0 or done == cfg.steps):
-                save_samples(encoder, decoder, pairs, run.dir / "samples" / f"step_{done:06d}.png")
+                save_samples(
+                    encoder, ema.model if ema else decoder, pairs, run.dir / "samples" / f"step_{done:06d}.png"
+                )
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 if run:
-                    run.save(decoder, opt, done, cfg, d.world_size, seen)
+                    run.save(decoder, opt, done, cfg, d.world_size, seen, ema)
                 saved = done
             # between steps the model and its checkpoint are whole; under torchrun every rank
             # must stop at the same step, so the request is shared
@@ -405,7 +429,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         bar.close()
         if run:
             if saved != done or not run.ckpt.exists():
-                run.save(decoder, opt, done, cfg, d.world_size, seen)
+                run.save(decoder, opt, done, cfg, d.world_size, seen, ema)
             tqdm.write(f"interrupted: checkpoint at step {done} in {run.ckpt}; rerun the same command to resume")
         raise SystemExit(130) from None
     finally:

@@ -278,3 +278,19 @@ def test_a_log_from_an_older_train_py_gets_the_new_columns(smoke, tmp_path):
         {"step": "1", "stage": "adain", "loss": "5.0", "identity": ""},
         {"step": "2", "stage": "adain", "loss": "4.0", "identity": "0.5"},
     ]
+
+
+def test_the_moving_average_is_kept_resumed_and_is_the_decoder_written(smoke, tmp_path, decoder_path):
+    T.train(smoke("steps=1", f"init_decoder={decoder_path}", "ema_decay=0.75", out="one"))
+    ckpt = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    before, after, avg = read_state(decoder_path), ckpt["decoder"], ckpt["ema"]
+    for k in avg:  # one step: 0.75 x the decoder before it + 0.25 x the decoder after it
+        assert torch.allclose(avg[k], 0.75 * before[k] + 0.25 * after[k], atol=1e-7)
+    assert not torch.equal(avg["0.weight"], after["0.weight"])
+    for path in ("decoder.pth", "checkpoint.pt"):  # what inference and export-decoder read
+        assert all(torch.equal(read_state(tmp_path / "one" / path)[k], avg[k]) for k in avg)
+    T.train(smoke("steps=6", "ema_decay=0.75", out="straight"))
+    T.train(smoke("steps=3", "ema_decay=0.75", out="split"))
+    T.train(smoke("steps=6", "ema_decay=0.75", out="split"))  # the average goes on from its checkpoint
+    a, b = (read_state(tmp_path / out / "decoder.pth") for out in ("straight", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
