@@ -141,7 +141,9 @@ class Batch(NamedTuple):
 
 
 class Ema:
-    """An exponential moving average of a decoder's weights (`decay` per step)."""
+    """An exponential moving average of a decoder's weights: `decay` per step, less in a run's
+    first steps ((1 + step) / (10 + step), as TensorFlow's ExponentialMovingAverage does), so
+    that a short run from random weights is not averaged with them."""
 
     def __init__(self, decoder: Decoder, decay: float, state: dict[str, torch.Tensor] | None = None) -> None:
         self.decay = decay
@@ -150,9 +152,10 @@ class Ema:
             self.model.load_state_dict(state)
 
     @torch.no_grad()
-    def update(self, decoder: Decoder) -> None:
+    def update(self, decoder: Decoder, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
         for avg, now in zip(self.model.state_dict().values(), decoder.state_dict().values(), strict=True):
-            avg.lerp_(now, 1 - self.decay)
+            avg.lerp_(now, 1 - decay)
 
 
 CHECKPOINT_KEYS = {"decoder", "optimizer", "step", "rng", "cuda_rng"}
@@ -394,7 +397,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
             loss, lc, ls, li = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
             done, seen = step + 1, seen + cfg.batch_size
             if ema:
-                ema.update(decoder)
+                ema.update(decoder, step)
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 # every rank takes part in the average; rank 0 writes it

@@ -12,6 +12,7 @@ from helpers import ROOT, write_image
 
 from stylize import train as T
 from stylize.config import load_config
+from stylize.models import Decoder
 from stylize.weights import read_state
 
 
@@ -281,7 +282,7 @@ def test_a_log_from_an_older_train_py_gets_the_new_columns(smoke, tmp_path):
 
 
 def test_the_moving_average_is_kept_resumed_and_is_the_decoder_written(smoke, tmp_path, decoder_path):
-    T.train(smoke("steps=1", f"init_decoder={decoder_path}", "ema_decay=0.75", out="one"))
+    T.train(smoke("steps=1001", f"init_decoder={decoder_path}", "init_step=1000", "ema_decay=0.75", out="one"))
     ckpt = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
     before, after, avg = read_state(decoder_path), ckpt["decoder"], ckpt["ema"]
     for k in avg:  # one step: 0.75 x the decoder before it + 0.25 x the decoder after it
@@ -294,3 +295,11 @@ def test_the_moving_average_is_kept_resumed_and_is_the_decoder_written(smoke, tm
     T.train(smoke("steps=6", "ema_decay=0.75", out="split"))  # the average goes on from its checkpoint
     a, b = (read_state(tmp_path / out / "decoder.pth") for out in ("straight", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_moving_average_follows_a_run_s_first_steps_closely():
+    start, trained = Decoder(), Decoder()
+    ema = T.Ema(start, 0.999)
+    ema.update(trained, step=0)  # decay 1/10 at step 0, not 0.999: the random start fades at once
+    want = {k: 0.1 * start.state_dict()[k] + 0.9 * v for k, v in trained.state_dict().items()}
+    assert all(torch.allclose(ema.model.state_dict()[k], want[k], atol=1e-7) for k in want)
