@@ -76,6 +76,11 @@ def fetch(url: str, sha: str | None = None) -> Path:
     return dst
 
 
+def checkpoint_decoder(ckpt: Mapping) -> dict[str, torch.Tensor]:
+    """A training checkpoint's decoder: the moving average where the run keeps one."""
+    return ckpt.get("ema") or ckpt["decoder"]
+
+
 def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a tensor dict safely. A training checkpoint yields its decoder (the moving average
     where it has one)."""
@@ -90,7 +95,7 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
     except Exception as e:
         raise WeightsError(f"{path}: not a readable weights file ({type(e).__name__}: {e})") from None
     if isinstance(state, dict) and isinstance(state.get("decoder"), dict):
-        state = state.get("ema") or state["decoder"]  # the moving average where the run keeps one
+        state = checkpoint_decoder(state)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: expected a dict of tensors")
     return state
@@ -288,7 +293,7 @@ def export_decoder(args: argparse.Namespace) -> None:
     copy stays in git's history) and record how it was trained and how it scores."""
     run = args.run
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    decoder = load_into(Decoder(), read_state(run / "checkpoint.pt"), run / "checkpoint.pt")
+    decoder = load_into(Decoder(), checkpoint_decoder(ckpt), run / "checkpoint.pt")
     atomic_save({k: v.half().contiguous() for k, v in decoder.state_dict().items()}, args.out)
     losses = keep_log(run / "log.csv", args.out.with_name(args.out.stem + "_log.csv"))[-1]
     cfg = ckpt["config"]
