@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     command = "python -m stylize.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
-    report = markdown(result, command.strip(), time.time() - t0, args.sheet if args.sheet and sheet_rows else None)
+    report = markdown(result, command.strip(), time.time() - t0, args.sheet if sheet_rows else None)
     if args.markdown:
         args.markdown.write_text(report)
     print(report)
