@@ -35,6 +35,9 @@ class TrainConfig:
     # the first identity_images photos of each batch; keeps alpha 0 (and the photo's detail) readable
     identity_weight: float = 0.0
     identity_images: int = 2
+    # Laplacian loss: MSE between the edges (Laplacian of 4x4-pixel averages) of the painted photo
+    # and of the photo; holds the photo's shapes, which the relu4_1 content loss lets swirl
+    laplacian_weight: float = 0.0
     # optimisation
     steps: int = 160_000
     batch_size: int = 8
@@ -104,7 +107,7 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     ):  # fmt: skip
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
-    for key in ("style_image_size", "identity_weight", "identity_images", "recon_steps"):
+    for key in ("style_image_size", "identity_weight", "identity_images", "laplacian_weight", "recon_steps"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
     if not 0 <= cfg.ema_decay < 1:

@@ -12,6 +12,8 @@ from stylize.models import STYLE_TAPS, mean_std
 TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
 STATS_SIZE = 2 * sum(TAP_CHANNELS.values())  # a painting's means and stds at every tap, flattened
 PAPER_TAP_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # each style tap's share of the style loss, as in the paper
+LAPLACIAN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+LAPLACIAN_POOL = 4  # the scale the Laplacian loss ties to the photo: edges of 4x4-pixel averages
 
 
 def content_loss(out_relu4_1: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -52,3 +54,18 @@ def reconstruction_loss(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """L1 between the decoded image and the photo whose features it was given: the warm
     start trains the decoder to invert the encoder, with no pass through VGG on the output."""
     return F.l1_loss(out.float(), image.float())
+
+
+def laplacian(image: torch.Tensor, pool: int = LAPLACIAN_POOL) -> torch.Tensor:
+    """The discrete Laplacian of each channel of `image` average-pooled by `pool`: its edges at that scale."""
+    x = F.avg_pool2d(image.float(), pool)
+    k = LAPLACIAN.to(x.device).expand(x.shape[1], 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=x.shape[1])
+
+
+def laplacian_loss(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """MSE between the Laplacians of the output and of the photo it was painted from (Li et al.
+    2017, "Laplacian-steered neural style transfer"): holds the photo's edges at the scale of
+    4-pixel blocks, which the relu4_1 content loss leaves loose (the decoder swirls them), and
+    leaves the finer texture free for the painting's strokes."""
+    return F.mse_loss(laplacian(out), laplacian(image))

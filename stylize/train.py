@@ -39,6 +39,7 @@ from stylize.images import ImageError, center_crop, list_images, load_image, mak
 from stylize.losses import (
     PAPER_TAP_WEIGHTS,
     content_loss,
+    laplacian_loss,
     reconstruction_loss,
     split_stats,
     style_loss,
@@ -64,21 +65,24 @@ def losses(
     stats: torch.Tensor | None,
     identity: int = 0,
     layer_weights: Sequence[float] = PAPER_TAP_WEIGHTS,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(content loss, style loss, identity loss) of decoding the AdaIN target of a batch of pairs,
-    from the photos' relu4_1 `feats` and the paintings' `stats`. The identity loss is the L1
-    distance to the first `identity` photos of their own features decoded (alpha 0), in the
-    same decoder call; `layer_weights` weigh the style taps. Without `stats`, (reconstruction loss
-    of all the photos, 0, 0)."""
+    laplacian: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(content loss, style loss, identity loss, Laplacian loss) of decoding the AdaIN target of a
+    batch of pairs, from the photos' relu4_1 `feats` and the paintings' `stats`. The identity loss
+    is the L1 distance to the first `identity` photos of their own features decoded (alpha 0), in
+    the same decoder call; `layer_weights` weigh the style taps; the Laplacian loss (0 unless
+    `laplacian`) compares the painted photos' edges with theirs. Without `stats`, (reconstruction
+    loss of all the photos, 0, 0, 0)."""
     zero = torch.zeros((), device=feats.device)
     if stats is None:
-        return reconstruction_loss(decoder(feats), content), zero, zero
+        return reconstruction_loss(decoder(feats), content), zero, zero, zero
     target = adain(feats, *split_stats(stats)["relu4_1"])
     out = decoder(torch.cat([target, feats[:identity]]))
     out, own = out[: len(target)], out[len(target) :]
     out_taps = encoder(out)
     li = reconstruction_loss(own, content[:identity]) if identity else zero
-    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li
+    lp = laplacian_loss(out, content) if laplacian else zero
+    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li, lp
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -108,8 +112,8 @@ def train_step(
     cfg: TrainConfig,
     lr: float,
     reconstruct: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimiser step on a batch of pairs; (loss, content loss, style loss, identity loss).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch of pairs; (loss, content, style, identity and Laplacian losses).
     With `reconstruct` the decoder learns to give the photos back from their features (the styles
     are not used)."""
     device = next(model.parameters()).device
@@ -120,14 +124,22 @@ def train_step(
         if feats is None:
             feats, stats = encode(encoder, content, None if reconstruct else style)
         identity = min(cfg.identity_images, len(content)) if cfg.identity_weight else 0
-        lc, ls, li = losses(
-            encoder, model, content, feats, None if reconstruct else stats, identity, cfg.style_layer_weights
+        lc, ls, li, lp = losses(
+            encoder,
+            model,
+            content,
+            feats,
+            None if reconstruct else stats,
+            identity,
+            cfg.style_layer_weights,
+            cfg.laplacian_weight > 0,
         )
-    loss = lc if reconstruct else cfg.content_weight * lc + cfg.style_weight * ls + cfg.identity_weight * li
+    weighted = cfg.content_weight * lc + cfg.style_weight * ls + cfg.identity_weight * li + cfg.laplacian_weight * lp
+    loss = lc if reconstruct else weighted
     opt.zero_grad(set_to_none=True)
     loss.backward()  # under DDP this also averages the gradients over the processes
     opt.step()
-    return loss, lc, ls, li
+    return loss, lc, ls, li, lp
 
 
 class Batch(NamedTuple):
@@ -394,14 +406,14 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         for step in range(start, cfg.steps):
             lr = cfg.lr / (1 + cfg.lr_decay * step)
             now = stage(cfg, step)
-            loss, lc, ls, li = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
+            loss, lc, ls, li, lp = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
             done, seen = step + 1, seen + cfg.batch_size
             if ema:
                 ema.update(decoder, step)
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 # every rank takes part in the average; rank 0 writes it
-                loss_, lc_, ls_, li_ = mean(torch.stack([loss, lc, ls, li]).detach().float(), d).tolist()
+                loss_, lc_, ls_, li_, lp_ = mean(torch.stack([loss, lc, ls, li, lp]).detach().float(), d).tolist()
                 row = {
                     "step": done,
                     "images": seen,
@@ -411,6 +423,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
                     "content": lc_,
                     "style": ls_,
                     "identity": li_,
+                    "laplacian": lp_,
                     "seconds": round(time.time() - t0, 1),
                 }
                 if run:

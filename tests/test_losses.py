@@ -4,6 +4,7 @@ from stylize.losses import (
     STATS_SIZE,
     TAP_CHANNELS,
     content_loss,
+    laplacian_loss,
     reconstruction_loss,
     split_stats,
     style_loss,
@@ -56,6 +57,18 @@ def test_reconstruction_loss_is_l1():
 def test_content_loss_is_mse():
     a, b = torch.zeros(1, 2, 2, 2), torch.ones(1, 2, 2, 2) * 3
     assert content_loss(a, b).item() == 9.0
+
+
+def test_laplacian_loss_sees_shapes_at_4_pixels_not_finer_texture():
+    torch.manual_seed(0)
+    photo = torch.zeros(1, 3, 32, 32)
+    photo[..., 8:24, 8:24] = 1.0  # a square, its edges on the 4-pixel blocks
+    assert laplacian_loss(photo, photo).item() == 0.0
+    # a checkerboard of single pixels (fine strokes) averages away in 4x4 blocks
+    texture = (torch.arange(32)[:, None] + torch.arange(32)).remainder(2).float() * 0.5 - 0.25
+    assert laplacian_loss(photo + texture, photo).item() < 1e-12
+    assert laplacian_loss(photo.roll(4, -1), photo).item() > 0.01  # the square moved: its edges differ
+    assert laplacian_loss(photo + 0.3, photo).item() < 1e-12  # a colour shift has no edges
 
 
 def test_gradients_reach_decoder_not_encoder():
