@@ -17,6 +17,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 
+# log columns of the AdaIN stage drawn on the left, unweighted, where a run has them
+PHOTO_TERMS = (("identity", "identity loss (L1, alpha 0)"), ("laplacian", "Laplacian loss (MSE of edges)"))
+
 
 def read(paths: list[Path]) -> list[dict[str, str]]:
     rows = [r for p in paths for r in csv.DictReader(open(p, newline=""))]
@@ -41,16 +44,18 @@ def main() -> None:
     def images(part: list[dict[str, str]]) -> list[float]:
         return [int(r.get("images") or int(r["step"]) * args.batch) / 1000 for r in part]
 
-    # left: the L1 distance to the photo decoded from its own features (alpha 0): the warm
-    # start's loss, then the identity loss where the AdaIN stage has one
+    # left: the losses that hold the photo: the warm start's L1 of the photo decoded from its own
+    # features, the same L1 in the AdaIN stage (the identity loss, alpha 0), and the Laplacian loss
+    # (the photo's edges) where the stage has them
     recon = [r for r in rows if r.get("stage", "adain") == "reconstruct"]
-    ident = [r for r in rows if r.get("stage", "adain") == "adain" and float(r.get("identity") or 0) > 0]
-    for part, key, label in ((recon, "content", "warm start"), (ident, "identity", "identity loss (AdaIN stage)")):
+    adain = [r for r in rows if r.get("stage", "adain") == "adain"]
+    parts = [(recon, "content", "warm start (L1)")]
+    parts += [([r for r in adain if float(r.get(key) or 0) > 0], key, label) for key, label in PHOTO_TERMS]
+    for part, key, label in parts:
         if part:
             axes[0].plot(images(part), smooth([float(r[key]) for r in part], args.smooth), label=label)
-    axes[0].set_title("L1 to the photo from its own features (alpha 0)")
+    axes[0].set_title("Losses that hold the photo")
     # right: the AdaIN stage's content and style losses
-    adain = [r for r in rows if r.get("stage", "adain") == "adain"]
     for key in ("content", "style"):
         axes[1].plot(images(adain), smooth([float(r[key]) for r in adain], args.smooth), label=f"{key} loss")
     axes[1].set_title("AdaIN loss (style x 1, not x lambda)")
