@@ -41,7 +41,7 @@ from stylize.config import TrainConfig
 from stylize.models import POOL_AFTER, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, adain, mean_std
 from stylize.stylizer import Stylizer, pick_device
 from stylize.train import Batch, memory_format, train_step
-from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
+from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder, load_into
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -51,7 +51,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def reference_nets(encoder: Encoder, decoder: Decoder) -> tuple[list[nn.Sequential], nn.Sequential]:
     """The original networks' layout: the encoder as four slices ending at relu1_1..relu4_1 (as
-    the reference training code cuts it), the decoder as one Sequential; our weights inside."""
+    the reference training code cuts it), the decoder as one Sequential; our weights inside (the
+    paper's decoder: a decoder's skips are left out)."""
     slices, layers = [], []
     for name, _, _ in VGG_CONVS:
         layers += [nn.ReflectionPad2d(1), _copy_conv(getattr(encoder, name)), nn.ReLU()]
@@ -61,7 +62,7 @@ def reference_nets(encoder: Encoder, decoder: Decoder) -> tuple[list[nn.Sequenti
         if name in POOL_AFTER:
             layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
     dec = []
-    for m in decoder:
+    for m in decoder.layers():
         dec += [nn.ReflectionPad2d(1), _copy_conv(m)] if isinstance(m, nn.Conv2d) else [type(m)()]
         if isinstance(m, nn.Upsample):
             dec[-1] = nn.Upsample(scale_factor=2, mode="nearest")
@@ -169,7 +170,9 @@ def measure(spec: dict) -> dict:
 
 
 def fp32_error(encoder: Encoder, decoder: Decoder, content: Path, style: Path, device: torch.device) -> dict:
-    """Our output against the reference's fp32 one, on the same pair (before 8-bit rounding)."""
+    """Our output against the reference's fp32 one, on the same pair (before 8-bit rounding), both
+    with the paper's decoder (the reference has no skips)."""
+    decoder = load_into(Decoder(), {k: v for k, v in decoder.state_dict().items() if not k.startswith("skips.")}, "")
     c, s = ref_load(content, device), ref_load(style, device)
     stylizer = Stylizer(encoder, decoder, device)
     got = stylizer.stylize(c, stylizer.style_stats(s[0]))

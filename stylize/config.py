@@ -9,6 +9,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from stylize.models import SKIP_TAPS
+
 
 class ConfigError(Exception):
     """A config that cannot be used; the message names the key."""
@@ -38,6 +40,10 @@ class TrainConfig:
     # Laplacian loss: MSE between the edges (Laplacian of 4x4-pixel averages) of the painted photo
     # and of the photo; holds the photo's shapes, which the relu4_1 content loss lets swirl
     laplacian_weight: float = 0.0
+    # beyond the paper: the decoder also takes the photo's AdaIN'd features of these shallow taps
+    # (any of relu3_1, relu2_1, relu1_1; stylize.models.Decoder), through skips that start at zero
+    skip_taps: list[str] = field(default_factory=list)
+    skip_lr_scale: float = 1.0  # the skips' learning rate relative to lr (added to a trained decoder: 10)
     # optimisation
     steps: int = 160_000
     batch_size: int = 8
@@ -115,6 +121,11 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     w = cfg.style_layer_weights
     if len(w) != 4 or min(w) < 0 or sum(w) == 0:
         raise ConfigError(f"config key 'style_layer_weights': 4 weights >= 0 (relu1_1..relu4_1), not all 0, got {w}")
+    unknown = sorted(set(cfg.skip_taps) - set(SKIP_TAPS))
+    if unknown:
+        raise ConfigError(f"config key 'skip_taps': each one of {', '.join(SKIP_TAPS)}, got {unknown[0]}")
+    if cfg.skip_lr_scale <= 0:
+        raise ConfigError(f"config key 'skip_lr_scale': must be positive, got {cfg.skip_lr_scale}")
     for key in ("image_size", "style_image_size"):
         if 0 < getattr(cfg, key) < cfg.crop_size:
             raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than {key} {getattr(cfg, key)}")

@@ -17,15 +17,16 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.models import POOL_AFTER, VGG_CONVS, Decoder, Encoder, upconv_weight
+from stylize.models import POOL_AFTER, SKIP_TAPS, VGG_CONVS, Decoder, Encoder, upconv_weight
 
 # Margins around tiles, in input pixels. The encoder's receptive field at relu4_1 is 68 px
 # (34 each side) and the decoder's about 4 feature cells each side; twice that, rounded to
@@ -103,7 +104,7 @@ def encoder_layers(encoder: Encoder) -> nn.ModuleList:
 
 
 def decoder_layers(decoder: Decoder) -> nn.ModuleList:
-    mods, layers = list(decoder), nn.ModuleList()
+    mods, layers = decoder.layers(), nn.ModuleList()
     for i, m in enumerate(mods):
         if isinstance(m, nn.Conv2d):
             relu = i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU)
@@ -112,7 +113,7 @@ def decoder_layers(decoder: Decoder) -> nn.ModuleList:
 
 
 class Engine(nn.Module):
-    """`encode` = Encoder.relu4_1 and `decode` = Decoder on one device, for inference."""
+    """`encode` = Encoder (the taps the decoder takes) and `decode` = Decoder on one device, for inference."""
 
     def __init__(
         self,
@@ -125,6 +126,9 @@ class Engine(nn.Module):
         super().__init__()
         self.device = device
         self.enc, self.dec = encoder_layers(encoder), decoder_layers(decoder)
+        self.taps = ("relu4_1", *decoder.skip_taps)  # what `encode` returns, and `decode` takes
+        self.skips = copy.deepcopy(decoder.skips).requires_grad_(False) if decoder.skip_taps else nn.ModuleDict()
+        self.joins = {SKIP_TAPS[t]: t for t in decoder.skip_taps}  # decoder layer -> the tap added after it
         # bf16 where tensor cores make it fast; x86 CPUs without AMX compute it slower than fp32
         self.dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         use_nnpack = device.type == "cpu" and self.dtype == torch.float32 and nnpack_works()
@@ -136,51 +140,66 @@ class Engine(nn.Module):
         self.tile = tile or (2048 if device.type == "cuda" else 1024)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """relu4_1 features (in the engine's dtype) of images whose sides are multiples of 8."""
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The features (in the engine's dtype) at `taps` of images whose sides are multiples of 8."""
         x = x.to(self.device, self.dtype, memory_format=self.memory_format)
-        return tiled(self._encode, x, self.tile, ENCODER_MARGIN, 1 / 8)
+        return dict(zip(self.taps, tiled(self._encode, [x], self.tile, ENCODER_MARGIN), strict=True))
 
     @torch.no_grad()
-    def decode(self, feats: torch.Tensor) -> torch.Tensor:
-        """Images (float32, unclamped) from relu4_1 features, 8x their size."""
-        feats = feats.to(self.device, self.dtype, memory_format=self.memory_format)
-        return tiled(self._decode, feats, self.tile // 8, DECODER_MARGIN, 8).float()
+    def decode(self, feats: torch.Tensor, shallow: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Images (float32, unclamped) from relu4_1 features, 8x their size, and (a decoder with
+        skips) the AdaIN'd features of its shallow taps in `shallow`."""
+        inputs = [feats] + [shallow[t] for t in self.taps[1:]] if len(self.taps) > 1 else [feats]
+        inputs = [x.to(self.device, self.dtype, memory_format=self.memory_format) for x in inputs]
+        return tiled(self._decode, inputs, self.tile // 8, DECODER_MARGIN)[0].float()
 
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        taps = {}
         for layer, (name, _, _) in zip(self.enc, VGG_CONVS):
             x = layer(x)
+            if "relu" + name[4:] in self.taps:
+                taps["relu" + name[4:]] = x
             if name in POOL_AFTER:
                 x = F.max_pool2d(x, 2)
-        return x
+        return tuple(taps[t] for t in self.taps)
 
-    def _decode(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.dec:
+    def _decode(self, x: torch.Tensor, *shallow: torch.Tensor) -> tuple[torch.Tensor]:
+        skips = dict(zip(self.taps[1:], shallow, strict=True))
+        for i, layer in enumerate(self.dec):
             x = layer(x)
-        return x
+            if i in self.joins:
+                tap = self.joins[i]
+                x = x + self.skips[tap](skips[tap])
+        return (x,)
 
 
 def tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tile: int, margin: int, scale: float
-) -> torch.Tensor:
-    """`fn` over overlapping tiles of `x` (N, C, H, W): tiles of about `tile` px (multiples of
-    `margin`) grown by `margin` on each side except at the image's edges, whose outputs (`scale`
-    times the size) are cut back to the tile and put together."""
-    height, width = x.shape[-2:]
+    fn: Callable[..., tuple[torch.Tensor, ...]], xs: Sequence[torch.Tensor], tile: int, margin: int
+) -> list[torch.Tensor]:
+    """`fn` over overlapping tiles of the inputs `xs`. The first (N, C, H, W) sets the tiles: about
+    `tile` px (multiples of `margin`), grown by `margin` on each side except at the image's edges;
+    the others, whole multiples of its size (a decoder's shallow features), are cut alike. Each of
+    `fn`'s outputs, a fixed multiple of its input's size, is cut back to the tile and put together."""
+    height, width = xs[0].shape[-2:]
     if height <= tile and width <= tile:
-        return fn(x)
+        return list(fn(*xs))
+    ratios = [x.shape[-1] // width for x in xs]
     rows, cols = _spans(height, tile, margin), _spans(width, tile, margin)
-    out = None
+    outs: list[torch.Tensor] = []
     for top, bottom in rows:
         for left, right in cols:
             t0, l0 = max(top - margin, 0), max(left - margin, 0)
-            y = fn(x[..., t0 : min(bottom + margin, height), l0 : min(right + margin, width)])
-            if out is None:
-                out = y.new_empty(*y.shape[:2], round(height * scale), round(width * scale))
-            dt, dl = round((top - t0) * scale), round((left - l0) * scale)
-            h, w = round((bottom - top) * scale), round((right - left) * scale)
-            out[..., round(top * scale) :, round(left * scale) :][..., :h, :w] = y[..., dt : dt + h, dl : dl + w]
-    return out
+            b0, r0 = min(bottom + margin, height), min(right + margin, width)
+            ys = fn(*(x[..., t0 * k : b0 * k, l0 * k : r0 * k] for x, k in zip(xs, ratios)))
+            for i, y in enumerate(ys):
+                scale = y.shape[-1] / (r0 - l0)
+                if len(outs) == i:
+                    outs.append(y.new_empty(*y.shape[:2], round(height * scale), round(width * scale)))
+                dt, dl = round((top - t0) * scale), round((left - l0) * scale)
+                h, w = round((bottom - top) * scale), round((right - left) * scale)
+                place = outs[i][..., round(top * scale) :, round(left * scale) :]
+                place[..., :h, :w] = y[..., dt : dt + h, dl : dl + w]
+    return outs
 
 
 def _spans(size: int, tile: int, step: int) -> list[tuple[int, int]]:

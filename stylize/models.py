@@ -75,23 +75,23 @@ def upsample_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, 3).flatten(2, 3).flatten(3, 4)
 
 
+# The shallow taps a decoder may take besides relu4_1, with the index of the decoder convolution
+# after whose ReLU each joins: the first convolution at that tap's scale (1/4, 1/2, 1).
+SKIP_TAPS = {"relu3_1": 1, "relu2_1": 5, "relu1_1": 7}
+DECODER_LAYERS = 20  # the paper's decoder: convolutions, ReLUs and upsamplings, in order
+
+
 class Decoder(nn.Sequential):
     """Mirror of the encoder: relu4_1 features (512 channels, 1/8 size) to an RGB image.
     Nearest-neighbour upsampling, reflection padding, no normalisation layers. Each upsampling
-    and the convolution after it run as `upsample_conv` (the same function, ~10% faster to train)."""
+    and the convolution after it run as `upsample_conv` (the same function, ~10% faster to train).
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        upsampled = False
-        for m in self:
-            if isinstance(m, nn.Upsample):
-                upsampled = True
-            elif upsampled:
-                x, upsampled = upsample_conv(m, x), False
-            else:
-                x = m(x)
-        return x
+    With `skip_taps` (beyond the paper) it also takes the AdaIN'd features of those shallow taps
+    of the photo (relu3_1: 1/4 size, relu2_1: 1/2), each added at its own scale through a 1x1
+    convolution that starts at zero: a new skip leaves a trained decoder's output as it was,
+    and training teaches it how much of the photo's finer shapes to keep."""
 
-    def __init__(self) -> None:
+    def __init__(self, skip_taps: tuple[str, ...] = ()) -> None:
         up = nn.Upsample(scale_factor=2, mode="nearest")
         super().__init__(
             conv3x3(512, 256), nn.ReLU(), up,
@@ -104,6 +104,41 @@ class Decoder(nn.Sequential):
             conv3x3(64, 64), nn.ReLU(),
             conv3x3(64, 3),
         )  # fmt: skip
+        unknown = set(skip_taps) - set(SKIP_TAPS)
+        if unknown:
+            raise ValueError(f"skip taps must be among {', '.join(SKIP_TAPS)}, got {', '.join(sorted(unknown))}")
+        self.skip_taps = tuple(t for t in SKIP_TAPS if t in skip_taps)  # deepest first
+        if self.skip_taps:
+            channels = {"relu3_1": 256, "relu2_1": 128, "relu1_1": 64}
+            self.skips = nn.ModuleDict({t: nn.Conv2d(channels[t], channels[t], 1) for t in self.skip_taps})
+            for conv in self.skips.values():
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+
+    def layers(self) -> list[nn.Module]:
+        """The paper's decoder, in order (the skips are not among them)."""
+        return list(self)[:DECODER_LAYERS]
+
+    def forward(self, x: torch.Tensor, shallow: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Decode relu4_1 features `x`; `shallow` holds the AdaIN'd features of `skip_taps`."""
+        if self.skip_taps and (shallow is None or set(self.skip_taps) - set(shallow)):
+            raise ValueError(f"this decoder also takes the features of {', '.join(self.skip_taps)}")
+        joins = {SKIP_TAPS[t]: t for t in self.skip_taps}
+        upsampled, convs = False, 0
+        for m in self.layers():
+            if isinstance(m, nn.Upsample):
+                upsampled = True
+                continue
+            if upsampled:
+                x, upsampled = upsample_conv(m, x), False
+            else:
+                x = m(x)
+            if isinstance(m, nn.ReLU):
+                if convs - 1 in joins:
+                    x = x + self.skips[joins[convs - 1]](shallow[joins[convs - 1]])
+            else:
+                convs += 1
+        return x
 
 
 def mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from stylize.controls import (
     COLOR_MODES,
+    Stats,
     coral,
     gray_matched,
     keep_chroma,
@@ -30,17 +31,28 @@ STYLE_SIZE = 256
 
 
 class StyleStats(NamedTuple):
-    """A style reduced to what AdaIN needs: relu4_1 channel means and stds, (1, 512, 1, 1)."""
+    """A style reduced to what AdaIN needs: relu4_1 channel means and stds, (1, 512, 1, 1), and
+    those of the shallow taps that the decoder also takes (if it has skips)."""
 
     mean: torch.Tensor
     std: torch.Tensor
+    shallow: dict[str, Stats] | None = None
+
+    def at(self, tap: str) -> Stats:
+        """(mean, std) at `tap`."""
+        if tap == "relu4_1":
+            return self.mean, self.std
+        if not self.shallow or tap not in self.shallow:
+            raise ValueError(f"these StyleStats have no {tap}: make them with the Stylizer that paints with them")
+        return self.shallow[tap]
 
 
 class Encoded(NamedTuple):
-    """A content image with its relu4_1 features, to paint in several styles encoding it once."""
+    """A content image with its features, to paint in several styles encoding it once."""
 
     image: torch.Tensor  # as given: (3, H, W) or (N, 3, H, W)
-    feats: torch.Tensor  # of the image padded to a multiple of 8, on the Stylizer's device
+    feats: torch.Tensor  # relu4_1 of the image padded to a multiple of 8, on the Stylizer's device
+    shallow: dict[str, torch.Tensor] | None = None  # the shallow taps a decoder with skips takes
 
 
 Style = torch.Tensor | StyleStats  # an image (3, H, W) or its statistics
@@ -77,13 +89,15 @@ class Stylizer:
 
     def style_stats(self, style: torch.Tensor) -> StyleStats:
         """Encode a style image once; reuse the result for any number of contents."""
-        return StyleStats(*mean_std(self.engine.encode(_pad8(_batched(style)))))
+        feats, *shallow = self.engine.encode(_pad8(_batched(style))).values()
+        return StyleStats(*mean_std(feats), dict(zip(self.engine.taps[1:], map(mean_std, shallow))))
 
     def encode(self, content: Content) -> Encoded:
         """Encode a content image once; pass the result to `stylize` for each style."""
         if isinstance(content, Encoded):
             return content
-        return Encoded(content, self.engine.encode(_pad8(_batched(content))))
+        feats, *shallow = self.engine.encode(_pad8(_batched(content))).values()
+        return Encoded(content, feats, dict(zip(self.engine.taps[1:], shallow)))
 
     @torch.no_grad()
     def stylize(
@@ -114,28 +128,38 @@ class Stylizer:
         if preserve_color is not None:
             return self._preserving_color(content, styles, alpha, weights, masks, preserve_color)
         stats = [self._as_stats(s) for s in styles]
-        image, feats = self.encode(content)
+        image, feats, shallow = self.encode(content)
         x = _batched(image)
-        if masks is None:
-            target = adain(feats, *mix_stats(stats, weights), alpha)
-        else:
+        m = None
+        if masks is not None:
             m = torch.stack(list(masks)) if not isinstance(masks, torch.Tensor) else masks
-            m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))
-            target = masked_adain(feats, stats, region_weights(m[:, 0], feats.shape[-2:], len(stats)), alpha)
-        out = self.decode(target, x.shape[-2:])
+            m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))[:, 0]
+        targets = {}
+        for tap, f in {"relu4_1": feats, **(shallow or {})}.items():  # AdaIN at every tap the decoder takes
+            at = [s.at(tap) for s in stats]
+            if m is None:
+                targets[tap] = adain(f, *mix_stats(at, weights), alpha)
+            else:
+                targets[tap] = masked_adain(f, at, region_weights(m, f.shape[-2:], len(stats)), alpha)
+        out = self.decode(targets.pop("relu4_1"), x.shape[-2:], targets)
         return out if image.dim() == 4 else out[0]
 
     def mix(self, styles: Sequence[Style], weights: Sequence[float] | None = None) -> StyleStats:
         """Several styles as one, mixed in feature space by `weights` (default equal; normalised
         to sum to one); pass the result to `stylize` like any StyleStats."""
-        return StyleStats(*mix_stats([self._as_stats(s) for s in styles], weights))
+        stats = [self._as_stats(s) for s in styles]
+        deep, *shallow = (mix_stats([s.at(t) for s in stats], weights) for t in self.engine.taps)
+        return StyleStats(*deep, dict(zip(self.engine.taps[1:], shallow)))
 
     def _as_stats(self, style: Style) -> StyleStats:
         return style if isinstance(style, StyleStats) else self.style_stats(style)
 
-    def decode(self, target: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-        """Decode relu4_1 features of an image padded by `_pad8` back to that image's `size`."""
-        return self.engine.decode(target)[..., : size[0], : size[1]].clamp_(0, 1)
+    def decode(
+        self, target: torch.Tensor, size: tuple[int, int] | torch.Size, shallow: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Decode relu4_1 features of an image padded by `_pad8` (and, for a decoder with skips,
+        the `shallow` taps' AdaIN'd features) back to that image's `size`."""
+        return self.engine.decode(target, shallow)[..., : size[0], : size[1]].clamp_(0, 1)
 
     def _preserving_color(
         self,

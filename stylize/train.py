@@ -72,17 +72,33 @@ def losses(
     is the L1 distance to the first `identity` photos of their own features decoded (alpha 0), in
     the same decoder call; `layer_weights` weigh the style taps; the Laplacian loss (0 unless
     `laplacian`) compares the painted photos' edges with theirs. Without `stats`, (reconstruction
-    loss of all the photos, 0, 0, 0)."""
+    loss of all the photos, 0, 0, 0). A decoder with skips also gets the photos' shallow taps,
+    AdaIN'd like relu4_1 (as they are for the identity and the reconstruction)."""
     zero = torch.zeros((), device=feats.device)
+    skip_taps = getattr(decoder, "module", decoder).skip_taps  # under DDP, the decoder is its .module
+    photo = {}
+    if skip_taps:
+        with torch.no_grad():
+            photo = encoder(content)
     if stats is None:
-        return reconstruction_loss(decoder(feats), content), zero, zero, zero
-    target = adain(feats, *split_stats(stats)["relu4_1"])
-    out = decoder(torch.cat([target, feats[:identity]]))
+        return reconstruction_loss(decoder(feats, photo), content), zero, zero, zero
+    style = split_stats(stats)
+    target = adain(feats, *style["relu4_1"])
+    shallow = {t: torch.cat([adain(photo[t], *style[t]), photo[t][:identity]]) for t in skip_taps}
+    out = decoder(torch.cat([target, feats[:identity]]), shallow)
     out, own = out[: len(target)], out[len(target) :]
     out_taps = encoder(out)
     li = reconstruction_loss(own, content[:identity]) if identity else zero
     lp = laplacian_loss(out, content) if laplacian else zero
     return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li, lp
+
+
+def param_groups(decoder: Decoder, skip_lr_scale: float) -> list[dict]:
+    """The optimiser's groups: the decoder, and its skips (if any) at `skip_lr_scale` times the lr."""
+    named = dict(decoder.named_parameters())
+    skips = [p for name, p in named.items() if name.startswith("skips.")]
+    rest = [p for name, p in named.items() if not name.startswith("skips.")]
+    return [{"params": rest}] + ([{"params": skips, "lr_scale": skip_lr_scale}] if skips else [])
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -118,7 +134,7 @@ def train_step(
     are not used)."""
     device = next(model.parameters()).device
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     content, feats, stats, style = (to_device(x, device) for x in batch)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
         if feats is None:
@@ -314,7 +330,9 @@ def sample_pairs(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
 def save_samples(encoder: Encoder, decoder: Decoder, pairs: tuple[torch.Tensor, torch.Tensor], path: Path) -> None:
     content, style = (t.to(next(decoder.parameters()).device) for t in pairs)
     decoder.eval()
-    out = decoder(adain(encoder.relu4_1(content), *mean_std(encoder(style)["relu4_1"]))).float()
+    c, s = encoder(content), encoder(style)
+    shallow = {t: adain(c[t], *mean_std(s[t])) for t in decoder.skip_taps}
+    out = decoder(adain(c["relu4_1"], *mean_std(s["relu4_1"])), shallow).float()
     decoder.train()
     make_grid([[c, s, o] for c, s, o in zip(content, style, out)], content.shape[-1]).save(path)
 
@@ -363,10 +381,11 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     encoder = load_encoder(cfg.encoder).to(device, memory_format=memory_format(device))
-    decoder = (load_decoder(cfg.init_decoder) if cfg.init_decoder else Decoder()).to(
+    taps = tuple(cfg.skip_taps)
+    decoder = (load_decoder(cfg.init_decoder, taps) if cfg.init_decoder else Decoder(taps)).to(
         device, memory_format=memory_format(device)
     )
-    opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(param_groups(decoder, cfg.skip_lr_scale), lr=cfg.lr)
     run = Run(cfg) if d.is_main else None  # only rank 0 touches the run's files
     final = Path(cfg.out_dir) / "decoder.pth"
     start = cfg.init_step if cfg.init_decoder else 0  # a decoder trained that far already

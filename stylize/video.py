@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -69,7 +69,7 @@ class Flicker:
 class Temporal:
     """What the next batch of frames needs from the previous ones."""
 
-    stats: Stats | None = None  # smoothed content (mean, std) of the last frame
+    stats: dict[str, Stats] = field(default_factory=dict)  # per tap: smoothed content (mean, std) of the last frame
     frame: torch.Tensor | None = None  # last input frame (1, 3, H, W)
     output: torch.Tensor | None = None  # last output frame
 
@@ -112,9 +112,12 @@ def stylize_frames(
     """Stylize a batch of consecutive frames (N, 3, H, W), carrying `t` from batch to batch."""
     x = _batched(frames).to(stylizer.device)
     with torch.no_grad():
-        feats = stylizer.encode(x).feats
-        stats, t.stats = smooth_stats(feats, t.stats, smoothing)
-        out = stylizer.decode(adain(feats, style.mean, style.std, alpha, content_stats=stats), x.shape[-2:])
+        _, feats, shallow = stylizer.encode(x)
+        targets = {}
+        for tap, f in {"relu4_1": feats, **(shallow or {})}.items():
+            stats, t.stats[tap] = smooth_stats(f, t.stats.get(tap), smoothing)
+            targets[tap] = adain(f, *style.at(tap), alpha, content_stats=stats)
+        out = stylizer.decode(targets.pop("relu4_1"), x.shape[-2:], targets)
         return steady(out, x, t, smoothing)
 
 

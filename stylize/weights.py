@@ -17,7 +17,7 @@ import os
 import shlex
 import sys
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -122,8 +122,21 @@ def load_encoder(path: str | Path = DEFAULT_ENCODER) -> Encoder:
     return load_into(Encoder(), read_state(path), path)
 
 
-def load_decoder(path: str | Path = DEFAULT_DECODER) -> Decoder:
-    return load_into(Decoder(), read_state(path), path)
+def skip_taps_of(state: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
+    """The shallow taps a decoder's weights take besides relu4_1 (none for the paper's decoder)."""
+    return tuple(dict.fromkeys(k.split(".")[1] for k in state if k.startswith("skips.")))
+
+
+def load_decoder(path: str | Path = DEFAULT_DECODER, skip_taps: Sequence[str] = ()) -> Decoder:
+    """The decoder in `path`, with the skips its weights have. `skip_taps` adds skips that
+    start at zero to a decoder without them (to train them); its weights' own skips must match."""
+    state = read_state(path)
+    own = skip_taps_of(state)
+    if own and skip_taps and set(own) != set(skip_taps):
+        raise WeightsError(f"{path}: a decoder with skips from {', '.join(own)}, not {', '.join(skip_taps)}")
+    decoder = Decoder(own or tuple(skip_taps))
+    fresh = {k: v for k, v in decoder.state_dict().items() if k.startswith("skips.") and not own}
+    return load_into(decoder, {**state, **fresh}, path)
 
 
 # ---------------------------------------------------------------- importing VGG-19
@@ -293,13 +306,15 @@ def export_decoder(args: argparse.Namespace) -> None:
     copy stays in git's history) and record how it was trained and how it scores."""
     run = args.run
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    decoder = load_into(Decoder(), checkpoint_decoder(ckpt), run / "checkpoint.pt")
+    state = checkpoint_decoder(ckpt)
+    decoder = load_into(Decoder(skip_taps_of(state)), state, run / "checkpoint.pt")
     atomic_save({k: v.half().contiguous() for k, v in decoder.state_dict().items()}, args.out)
     losses = keep_log(run / "log.csv", args.out.with_name(args.out.stem + "_log.csv"))[-1]
     cfg = ckpt["config"]
     record = {
         "file": args.out.name,
-        "what": "AdaIN decoder (relu4_1 features to RGB), float16",
+        "what": "AdaIN decoder (relu4_1 features to RGB), float16"
+        + (f", with skips from {', '.join(decoder.skip_taps)}" if decoder.skip_taps else ""),
         "source": "trained by this project with train.py",
         "steps": ckpt["step"],
         "images_seen": ckpt.get("images_seen", ckpt["step"] * cfg["batch_size"]),

@@ -15,9 +15,16 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
 
 
-def nets(seed: int = 0) -> tuple[Encoder, Decoder]:
+ALL_SKIPS = ("relu3_1", "relu2_1", "relu1_1")
+
+
+def nets(seed: int = 0, skip_taps: tuple[str, ...] = ()) -> tuple[Encoder, Decoder]:
     torch.manual_seed(seed)
-    return Encoder(), Decoder()
+    enc, dec = Encoder(), Decoder(skip_taps)
+    if skip_taps:  # skips start at zero: give them weights, so that they count
+        for p in dec.skips.parameters():
+            nn.init.normal_(p, std=0.1)
+    return enc, dec
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -36,28 +43,36 @@ def test_upsampling_then_conv_equals_the_two_by_two_phase_conv(hw, channels_last
     assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
+@pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
 @pytest.mark.parametrize("nnpack", [True, False])
-def test_engine_computes_what_the_training_networks_compute(nnpack):
+def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps):
     if nnpack and not engine.nnpack_works():
         pytest.skip("this torch has no working NNPACK")
-    enc, dec = nets()
+    enc, dec = nets(0, skip_taps)
     eng = Engine(enc, dec, CPU)
     for layer in (*eng.enc, *eng.dec):
         layer.nnpack = nnpack
     x = torch.rand(2, 3, 96, 128)  # large enough for NNPACK in the first layers and the last ones
     with torch.no_grad():
-        feats = enc.relu4_1(x)
-        assert rel_err(eng.encode(x), feats) < 1e-4
-        assert rel_err(eng.decode(feats), dec(feats)) < 1e-4
+        taps = enc(x)
+        got = eng.encode(x)
+        assert set(got) == {"relu4_1", *skip_taps}
+        for tap, feats in got.items():
+            assert rel_err(feats, taps[tap]) < 1e-4
+        shallow = {t: taps[t] for t in skip_taps}
+        assert rel_err(eng.decode(taps["relu4_1"], shallow), dec(taps["relu4_1"], shallow)) < 1e-4
 
 
-def test_tiles_give_the_numbers_of_one_pass():
-    enc, dec = nets(1)
+@pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
+def test_tiles_give_the_numbers_of_one_pass(skip_taps):
+    enc, dec = nets(1, skip_taps)
     whole, tiles = Engine(enc, dec, CPU, tile=4096), Engine(enc, dec, CPU, tile=64)
     x = torch.rand(1, 3, 200, 136)  # 4 x 3 tiles of ~64 px, uneven last ones
-    feats = whole.encode(x)
-    assert rel_err(tiles.encode(x), feats) < 1e-4
-    assert rel_err(tiles.decode(feats), whole.decode(feats)) < 1e-4
+    feats, *shallow = whole.encode(x).values()
+    for got, want in zip(tiles.encode(x).values(), [feats, *shallow], strict=True):
+        assert rel_err(got, want) < 1e-4
+    shallow = dict(zip(skip_taps, shallow))
+    assert rel_err(tiles.decode(feats, shallow), whole.decode(feats, shallow)) < 1e-4
 
 
 def test_spans_cover_the_size_on_the_grid():
@@ -79,12 +94,13 @@ def test_a_shape_nnpack_refuses_falls_back_to_the_native_convolution(monkeypatch
 
     monkeypatch.setattr(torch, "_nnpack_spatial_convolution", refuse)
     x = torch.rand(1, 3, 64, 64)
-    assert rel_err(eng.encode(x), enc.relu4_1(x)) < 1e-4
+    assert rel_err(eng.encode(x)["relu4_1"], enc.relu4_1(x)) < 1e-4
     assert not eng.enc[0].nnpack
 
 
-def test_a_content_encoded_once_paints_as_the_image_does():
-    stylizer = Stylizer(*nets(), CPU)
+@pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
+def test_a_content_encoded_once_paints_as_the_image_does(skip_taps):
+    stylizer = Stylizer(*nets(0, skip_taps), CPU)
     content, style = torch.rand(3, 37, 45), torch.rand(3, 32, 32)
     stats = stylizer.style_stats(style)
     encoded = stylizer.encode(content)
@@ -97,9 +113,9 @@ def test_bf16_as_on_cuda_stays_near_the_fp32_picture():
     enc, dec = nets(2)
     x = torch.rand(1, 3, 64, 80)
     fp32, bf16 = Engine(enc, dec, CPU), Engine(enc, dec, CPU, dtype=torch.bfloat16)
-    feats = bf16.encode(x)
+    feats = bf16.encode(x)["relu4_1"]
     assert feats.dtype == torch.bfloat16 and bf16.decode(feats).dtype == torch.float32
-    assert rel_err(feats, fp32.encode(x)) < 3e-2
+    assert rel_err(feats, fp32.encode(x)["relu4_1"]) < 3e-2
     assert rel_err(bf16.decode(feats), fp32.decode(feats.float())) < 3e-2
 
 

@@ -51,6 +51,39 @@ def test_decoder_upsamples_by_eight():
     assert Decoder()(torch.rand(1, 512, 5, 7)).shape == (1, 3, 40, 56)
 
 
+def test_a_decoder_with_new_skips_paints_as_the_paper_s_until_trained():
+    torch.manual_seed(0)
+    plain = Decoder()
+    skips = Decoder(("relu2_1", "relu3_1"))
+    skips.load_state_dict({**plain.state_dict(), **{k: v for k, v in skips.state_dict().items() if "skips" in k}})
+    x = torch.rand(1, 512, 3, 4)
+    shallow = {"relu3_1": torch.rand(1, 256, 6, 8), "relu2_1": torch.rand(1, 128, 12, 16)}
+    assert skips.skip_taps == ("relu3_1", "relu2_1")  # deepest first, whatever the order given
+    assert torch.equal(skips(x, shallow), plain(x))
+    torch.nn.init.normal_(skips.skips["relu2_1"].weight)  # once trained, the photo's taps count
+    assert not torch.allclose(skips(x, shallow), plain(x))
+    with pytest.raises(ValueError, match="also takes the features of relu3_1, relu2_1"):
+        skips(x)
+    with pytest.raises(ValueError, match="skip taps must be among"):
+        Decoder(("relu4_1",))
+
+
+def test_stylizer_with_skips_uses_the_style_s_shallow_statistics():
+    torch.manual_seed(0)
+    dec = Decoder(("relu3_1",))
+    torch.nn.init.normal_(dec.skips["relu3_1"].weight, std=0.1)
+    stylizer = Stylizer(Encoder(), dec, "cpu")
+    content, style = torch.rand(3, 40, 48), torch.rand(3, 32, 32)
+    stats = stylizer.style_stats(style)
+    assert set(stats.shallow) == {"relu3_1"}
+    other = stats._replace(shallow={"relu3_1": (stats.at("relu3_1")[0] + 1, stats.at("relu3_1")[1])})
+    assert not torch.allclose(stylizer.stylize(content, stats), stylizer.stylize(content, other))
+    with pytest.raises(ValueError, match="no relu3_1"):  # statistics made for a decoder without skips
+        stylizer.stylize(content, stats._replace(shallow=None))
+    mixed = stylizer.mix([stats, other], [1, 1])
+    torch.testing.assert_close(mixed.at("relu3_1")[0], stats.at("relu3_1")[0] + 0.5)
+
+
 @pytest.mark.parametrize("hw", [(37, 53), (64, 64), (17, 90)])
 def test_stylizer_keeps_odd_sizes(hw):
     torch.manual_seed(0)

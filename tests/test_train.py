@@ -231,6 +231,19 @@ def test_from_weights_goes_on_from_the_manifest(tmp_path, image_dirs, encoder_pa
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["images_seen"] == 44
 
 
+def test_skips_trained_from_a_decoder_without_them_learn_and_resume(smoke, tmp_path, decoder_path):
+    sets = [f"init_decoder={decoder_path}", "skip_taps=[relu2_1, relu3_1]", "skip_lr_scale=10", "identity_weight=1"]
+    T.train(smoke("steps=3", *sets))
+    T.train(smoke("steps=5", *sets))  # resumes, the skips' own learning rate and all
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 5
+    assert [g.get("lr_scale", 1.0) for g in ckpt["optimizer"]["param_groups"]] == [1.0, 10.0]
+    state = read_state(tmp_path / "run" / "decoder.pth")
+    assert state["skips.relu2_1.weight"].any() and state["skips.relu3_1.weight"].any()  # they start at zero
+    assert float(list(csv.DictReader(open(tmp_path / "run" / "log.csv")))[-1]["identity"]) > 0
+    T.train(smoke("steps=2", "recon_steps=2", "skip_taps=[relu1_1]", out="recon"))  # the warm start too
+
+
 def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features():
     torch.manual_seed(0)
     enc, dec = T.Encoder(), T.Decoder()

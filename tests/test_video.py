@@ -2,9 +2,10 @@ import pytest
 import torch
 from helpers import make_image, write_clip
 
-from stylize.models import mean_std
+from stylize.models import Decoder, mean_std
 from stylize.stylizer import Stylizer
 from stylize.video import Flicker, Temporal, smooth_stats, stylize_frames, stylize_video
+from stylize.weights import load_encoder
 
 
 @pytest.fixture
@@ -30,7 +31,13 @@ def test_smooth_stats_zero_is_per_frame_and_higher_follows_slowly():
     torch.testing.assert_close(state[0][0], mean[2])
 
 
-def test_batches_carry_state_so_batch_size_does_not_change_the_result(stylizer):
+@pytest.mark.parametrize("skips", [False, True])
+def test_batches_carry_state_so_batch_size_does_not_change_the_result(stylizer, encoder_path, skips):
+    if skips:  # every tap's statistics carried, relu4_1's and the skips'
+        dec = Decoder(("relu3_1", "relu2_1"))
+        for p in dec.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        stylizer = Stylizer(load_encoder(encoder_path), dec, "cpu")
     frames = torch.stack([make_image(32, 32, i % 2) for i in range(5)])
     style = stylizer.style_stats(make_image(32, 32, 9))
     whole = stylize_frames(stylizer, frames, style, 1.0, 0.8, Temporal())

@@ -175,6 +175,20 @@ def test_fetch_checks_sha256(tmp_path, monkeypatch):
         W.fetch(src.as_uri(), "0" * 64)
 
 
+def test_load_decoder_keeps_its_skips_and_adds_zero_ones_when_asked(tmp_path):
+    plain, skipped = tmp_path / "plain.pth", tmp_path / "skipped.pth"
+    torch.save(Decoder().state_dict(), plain)
+    dec = W.load_decoder(plain, ["relu2_1"])  # to train skips from a decoder without them
+    assert dec.skip_taps == ("relu2_1",) and not dec.skips["relu2_1"].weight.any()
+    torch.nn.init.normal_(dec.skips["relu2_1"].weight)
+    torch.save(dec.state_dict(), skipped)
+    assert W.load_decoder(plain).skip_taps == ()
+    again = W.load_decoder(skipped)  # the skips come with the weights
+    assert again.skip_taps == ("relu2_1",) and torch.equal(again.skips["relu2_1"].weight, dec.skips["relu2_1"].weight)
+    with pytest.raises(W.WeightsError, match="skips from relu2_1, not relu3_1"):
+        W.load_decoder(skipped, ["relu3_1"])
+
+
 def test_export_decoder_records_the_run(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
