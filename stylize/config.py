@@ -41,7 +41,7 @@ class TrainConfig:
     # and of the photo; holds the photo's shapes, which the relu4_1 content loss lets swirl
     laplacian_weight: float = 0.0
     # beyond the paper: the decoder also takes the photo's AdaIN'd features of these shallow taps
-    # (any of relu3_1, relu2_1, relu1_1; stylize.models.Decoder), through skips that start at zero
+    # (any of relu1_1, relu2_1, relu3_1; stylize.models.Decoder), through skips that start at zero
     skip_taps: list[str] = field(default_factory=list)
     skip_lr_scale: float = 1.0  # the skips' learning rate relative to lr (added to a trained decoder: 10)
     # optimisation

@@ -76,8 +76,8 @@ def upsample_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 # The shallow taps a decoder may take besides relu4_1, with the index of the decoder convolution
-# after whose ReLU each joins: the first convolution at that tap's scale (1/4, 1/2, 1).
-SKIP_TAPS = {"relu3_1": 1, "relu2_1": 5, "relu1_1": 7}
+# after whose ReLU each joins: the first convolution at that tap's scale (1, 1/2, 1/4).
+SKIP_TAPS = {"relu1_1": 7, "relu2_1": 5, "relu3_1": 1}
 DECODER_LAYERS = 20  # the paper's decoder: convolutions, ReLUs and upsamplings, in order
 
 
@@ -107,7 +107,8 @@ class Decoder(nn.Sequential):
         unknown = set(skip_taps) - set(SKIP_TAPS)
         if unknown:
             raise ValueError(f"skip taps must be among {', '.join(SKIP_TAPS)}, got {', '.join(sorted(unknown))}")
-        self.skip_taps = tuple(t for t in SKIP_TAPS if t in skip_taps)  # deepest first
+        # in one order, whatever the order given: the optimiser's state follows the parameters' order
+        self.skip_taps = tuple(t for t in SKIP_TAPS if t in skip_taps)
         if self.skip_taps:
             channels = {"relu3_1": 256, "relu2_1": 128, "relu1_1": 64}
             self.skips = nn.ModuleDict({t: nn.Conv2d(channels[t], channels[t], 1) for t in self.skip_taps})

@@ -46,7 +46,15 @@ from stylize.losses import (
     tap_stats,
 )
 from stylize.models import Decoder, Encoder, adain, mean_std
-from stylize.weights import DEFAULT_DECODER, WEIGHTS_DIR, WeightsError, atomic_save, load_decoder, load_encoder
+from stylize.weights import (
+    DEFAULT_DECODER,
+    WEIGHTS_DIR,
+    WeightsError,
+    atomic_save,
+    load_decoder,
+    load_encoder,
+    skip_taps_of,
+)
 
 
 @torch.no_grad()
@@ -391,6 +399,12 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     start = cfg.init_step if cfg.init_decoder else 0  # a decoder trained that far already
     seen = cfg.init_images if cfg.init_decoder else 0
     if (ckpt := broadcast(run.load() if run else None, d)) is not None:
+        if set(own := skip_taps_of(ckpt["decoder"])) != set(decoder.skip_taps):
+            raise CheckpointError(
+                f"{cfg.out_dir}: its checkpoint's decoder has skips from {', '.join(own) or 'no tap'}, the config "
+                f"asks for {', '.join(decoder.skip_taps) or 'none'}: set skip_taps to match, or start another "
+                "out_dir with init_decoder pointing at this checkpoint"
+            )
         decoder.load_state_dict(ckpt["decoder"])
         opt.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]

@@ -37,7 +37,7 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("style_layer_weights: [1, 1, -1, 1]\n", "config key 'style_layer_weights': 4 weights"),
         ("style_layer_weights: [1, 1, x, 1]\n", r"config key 'style_layer_weights\[2\]': expected float, got str"),
         ("style_layer_weights: 1\n", "config key 'style_layer_weights': expected list, got int"),
-        ("skip_taps: [relu4_1]\n", "config key 'skip_taps': each one of relu3_1, relu2_1, relu1_1, got relu4_1"),
+        ("skip_taps: [relu4_1]\n", "config key 'skip_taps': each one of relu1_1, relu2_1, relu3_1, got relu4_1"),
         ("skip_lr_scale: 0\n", "config key 'skip_lr_scale': must be positive"),
     ],
 )

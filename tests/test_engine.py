@@ -15,7 +15,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
 
 
-ALL_SKIPS = ("relu3_1", "relu2_1", "relu1_1")
+ALL_SKIPS = ("relu1_1", "relu2_1", "relu3_1")
 
 
 def nets(seed: int = 0, skip_taps: tuple[str, ...] = ()) -> tuple[Encoder, Decoder]:

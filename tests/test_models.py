@@ -54,15 +54,15 @@ def test_decoder_upsamples_by_eight():
 def test_a_decoder_with_new_skips_paints_as_the_paper_s_until_trained():
     torch.manual_seed(0)
     plain = Decoder()
-    skips = Decoder(("relu2_1", "relu3_1"))
+    skips = Decoder(("relu3_1", "relu2_1"))
     skips.load_state_dict({**plain.state_dict(), **{k: v for k, v in skips.state_dict().items() if "skips" in k}})
     x = torch.rand(1, 512, 3, 4)
     shallow = {"relu3_1": torch.rand(1, 256, 6, 8), "relu2_1": torch.rand(1, 128, 12, 16)}
-    assert skips.skip_taps == ("relu3_1", "relu2_1")  # deepest first, whatever the order given
+    assert skips.skip_taps == ("relu2_1", "relu3_1")  # in one order, whatever the order given
     assert torch.equal(skips(x, shallow), plain(x))
     torch.nn.init.normal_(skips.skips["relu2_1"].weight)  # once trained, the photo's taps count
     assert not torch.allclose(skips(x, shallow), plain(x))
-    with pytest.raises(ValueError, match="also takes the features of relu3_1, relu2_1"):
+    with pytest.raises(ValueError, match="also takes the features of relu2_1, relu3_1"):
         skips(x)
     with pytest.raises(ValueError, match="skip taps must be among"):
         Decoder(("relu4_1",))

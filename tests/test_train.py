@@ -242,6 +242,8 @@ def test_skips_trained_from_a_decoder_without_them_learn_and_resume(smoke, tmp_p
     assert state["skips.relu2_1.weight"].any() and state["skips.relu3_1.weight"].any()  # they start at zero
     assert float(list(csv.DictReader(open(tmp_path / "run" / "log.csv")))[-1]["identity"]) > 0
     T.train(smoke("steps=2", "recon_steps=2", "skip_taps=[relu1_1]", out="recon"))  # the warm start too
+    with pytest.raises(T.CheckpointError, match="has skips from relu2_1, relu3_1, the config asks for relu1_1"):
+        T.train(smoke("steps=7", "skip_taps=[relu1_1]"))
 
 
 def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features():
