@@ -38,13 +38,16 @@ class Encoder(nn.Module):
     def train(self, mode: bool = True) -> Encoder:
         return super().train(False)  # frozen: never leaves eval mode
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, last: str = "relu4_1") -> dict[str, torch.Tensor]:
+        """The style taps up to `last` (the layers after it are not computed)."""
         taps = {}
         for name, _, _ in VGG_CONVS:
             x = F.relu(getattr(self, name)(x))
             relu = "relu" + name[4:]
             if relu in STYLE_TAPS:
                 taps[relu] = x
+                if relu == last:
+                    break
             if name in POOL_AFTER:
                 x = F.max_pool2d(x, 2)
         return taps

@@ -86,8 +86,8 @@ def losses(
     skip_taps = getattr(decoder, "module", decoder).skip_taps  # under DDP, the decoder is its .module
     photo = {}
     if skip_taps:
-        with torch.no_grad():
-            photo = encoder(content)
+        with torch.no_grad():  # up to the deepest skip tap ("relu3_1" > "relu2_1"), not beyond
+            photo = encoder(content, last=max(skip_taps))
     if stats is None:
         return reconstruction_loss(decoder(feats, photo), content), zero, zero, zero
     style = split_stats(stats)

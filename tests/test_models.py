@@ -42,6 +42,7 @@ def test_encoder_taps_shapes_and_frozen():
     assert taps["relu3_1"].shape == (2, 256, 16, 12)
     assert taps["relu4_1"].shape == (2, 512, 8, 6)
     assert all((t >= 0).all() for t in taps.values())
+    assert list(enc(torch.rand(1, 3, 16, 16), last="relu2_1")) == ["relu1_1", "relu2_1"]  # stops there
     assert not any(p.requires_grad for p in enc.parameters())
     enc.train()
     assert not enc.training
