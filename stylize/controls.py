@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -126,6 +127,33 @@ def masked_adain(
             continue
         target = target + w * adain(f, s_mean, s_std, content_stats=_weighted_mean_std(f, w))
     return (alpha * target + (1 - alpha) * f).to(feats.dtype)
+
+
+class TapAdain(NamedTuple):
+    """AdaIN at a decoder's skip tap as a map of that tap's features, to apply tile by tile: per
+    style k, f * scale[k] + shift[k] (from the content's statistics, or its region's, and the
+    style's), blended by region weights w (styles, 1, h, w; None: one style everywhere), then by
+    `alpha` with f. The same numbers as `adain` (with mixed statistics) and `masked_adain`."""
+
+    scale: list[torch.Tensor]
+    shift: list[torch.Tensor]
+    alpha: float
+
+    @classmethod
+    def of(cls, content: Sequence[Stats], style: Sequence[Stats], alpha: float) -> TapAdain:
+        scale = [s_std / c_std for (_, c_std), (_, s_std) in zip(content, style, strict=True)]
+        shift = [s_mean - c_mean * a for a, (c_mean, _), (s_mean, _) in zip(scale, content, style, strict=True)]
+        return cls(scale, shift, alpha)
+
+    def __call__(self, f: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        f = f.float()
+        if w is None:
+            t = f * self.scale[0] + self.shift[0]
+        else:
+            t = f * (1 - w.sum(0)).clamp(min=0)
+            for wk, a, b in zip(w, self.scale, self.shift, strict=True):
+                t = t + wk * (f * a + b)
+        return t if self.alpha == 1 else self.alpha * t + (1 - self.alpha) * f
 
 
 def _weighted_mean_std(f: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> Stats:

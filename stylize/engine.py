@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylize.controls import Stats
 from stylize.models import POOL_AFTER, SKIP_TAPS, VGG_CONVS, Decoder, Encoder, upconv_weight
 
 # Margins around tiles, in input pixels. The encoder's receptive field at relu4_1 is 68 px
@@ -33,6 +34,11 @@ from stylize.models import POOL_AFTER, SKIP_TAPS, VGG_CONVS, Decoder, Encoder, u
 # the encoder's 8 px grid, leaves the tile interiors exact (tests/test_engine.py checks).
 ENCODER_MARGIN = 64
 DECODER_MARGIN = 8  # feature cells (64 output px)
+# A decoder with skips encodes the image's shallow taps again in each tile (held whole, they would
+# take 8x the memory of relu4_1 on a large image): their receptive field (relu3_1: 24 px) adds
+# 3 cells to the decoder's margin, rounded up.
+SKIP_MARGIN = 12
+SKIP_SCALE = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4}  # each skip tap's downscaling of the image
 NNPACK_MIN_PIXELS = 48 * 48
 
 
@@ -126,7 +132,7 @@ class Engine(nn.Module):
         super().__init__()
         self.device = device
         self.enc, self.dec = encoder_layers(encoder), decoder_layers(decoder)
-        self.taps = ("relu4_1", *decoder.skip_taps)  # what `encode` returns, and `decode` takes
+        self.skip_taps = decoder.skip_taps
         self.skips = copy.deepcopy(decoder.skips).requires_grad_(False) if decoder.skip_taps else nn.ModuleDict()
         self.joins = {SKIP_TAPS[t]: t for t in decoder.skip_taps}  # decoder layer -> the tap added after it
         # bf16 where tensor cores make it fast; x86 CPUs without AMX compute it slower than fp32
@@ -140,65 +146,146 @@ class Engine(nn.Module):
         self.tile = tile or (2048 if device.type == "cuda" else 1024)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The features (in the engine's dtype) at `taps` of images whose sides are multiples of 8."""
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Stats]]:
+        """relu4_1 features (in the engine's dtype) of images whose sides are multiples of 8, and
+        the channel (mean, std) over each image of every shallow tap the decoder takes."""
         x = x.to(self.device, self.dtype, memory_format=self.memory_format)
-        return dict(zip(self.taps, tiled(self._encode, [x], self.tile, ENCODER_MARGIN), strict=True))
+        feats, *sums = tiled(self._encode, [x], self.tile, ENCODER_MARGIN, sums=2 * len(self.skip_taps))
+        count = x.shape[-2] * x.shape[-1]
+        stats = [_stats(*sums[2 * i : 2 * i + 2], count / SKIP_SCALE[t] ** 2) for i, t in enumerate(self.skip_taps)]
+        return feats, dict(zip(self.skip_taps, stats))
 
     @torch.no_grad()
-    def decode(self, feats: torch.Tensor, shallow: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Images (float32, unclamped) from relu4_1 features, 8x their size, and (a decoder with
-        skips) the AdaIN'd features of its shallow taps in `shallow`."""
-        inputs = [feats] + [shallow[t] for t in self.taps[1:]] if len(self.taps) > 1 else [feats]
-        inputs = [x.to(self.device, self.dtype, memory_format=self.memory_format) for x in inputs]
-        return tiled(self._decode, inputs, self.tile // 8, DECODER_MARGIN)[0].float()
+    def region_stats(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> dict[str, list[Stats]]:
+        """Per region, the channel (mean, std) of each shallow tap, weighted by `weights[tap]`
+        (regions, 1, h, w) on the tap's grid (masks: `controls.masked_adain` at the skip taps)."""
+        x = x.to(self.device, self.dtype, memory_format=self.memory_format)
+        ws = [weights[t].to(self.device, torch.float32) for t in self.skip_taps]
 
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        def fn(x: torch.Tensor, *ws: torch.Tensor) -> list[torch.Tensor]:
+            out = []
+            for f, w in zip(self._shallow(x), ws, strict=True):
+                f = f.float()
+                out += [t for k in w for t in (k * f, k * f * f, k.expand(f.shape[0], 1, *k.shape[-2:]))]
+            return out
+
+        n = 3 * sum(len(w) for w in ws)
+        sums = tiled(fn, [x, *ws], self.tile, ENCODER_MARGIN, sums=n)
+        out, i = {}, 0
+        for t, w in zip(self.skip_taps, ws, strict=True):
+            out[t] = [_stats(sums[i + 3 * k], sums[i + 3 * k + 1], sums[i + 3 * k + 2]) for k in range(len(w))]
+            i += 3 * len(w)
+        return out
+
+    @torch.no_grad()
+    def decode(
+        self,
+        feats: torch.Tensor,
+        image: torch.Tensor | None = None,
+        adain: dict[str, Callable[..., torch.Tensor]] | None = None,
+        weights: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Images (float32, unclamped) from relu4_1 features, 8x their size. A decoder with skips
+        also takes the `image` the features are of: tile by tile its shallow taps are encoded
+        again and mapped by `adain[tap](f)` (or `adain[tap](f, w)`, with `weights[tap]` on the
+        tap's grid), so they are never held whole."""
+        inputs = [feats.to(self.device, self.dtype, memory_format=self.memory_format)]
+        if self.skip_taps:
+            if image is None or adain is None:
+                raise ValueError(f"this decoder also takes the image, for {', '.join(self.skip_taps)}")
+            inputs.append(image.to(self.device, self.dtype, memory_format=self.memory_format))
+            inputs += [weights[t].to(self.device, torch.float32) for t in self.skip_taps] if weights else []
+
+        def fn(x: torch.Tensor, image: torch.Tensor | None = None, *ws: torch.Tensor) -> tuple[torch.Tensor]:
+            shallow = {}
+            if image is not None:
+                fs = self._shallow(image)
+                for i, (t, f) in enumerate(zip(self.skip_taps, fs, strict=True)):
+                    shallow[t] = (adain[t](f, ws[i]) if ws else adain[t](f)).to(self.dtype)
+            return (self._decode(x, shallow),)
+
+        margin = SKIP_MARGIN if self.skip_taps else DECODER_MARGIN
+        return tiled(fn, inputs, self.tile // 8, margin)[0].float()
+
+    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """relu4_1, then each skip tap's sum and sum of squares (for its statistics)."""
         taps = {}
         for layer, (name, _, _) in zip(self.enc, VGG_CONVS):
             x = layer(x)
-            if "relu" + name[4:] in self.taps:
-                taps["relu" + name[4:]] = x
+            if "relu" + name[4:] in self.skip_taps:
+                taps["relu" + name[4:]] = x.float()
             if name in POOL_AFTER:
                 x = F.max_pool2d(x, 2)
-        return tuple(taps[t] for t in self.taps)
+        return [x] + [s for t in self.skip_taps for s in (taps[t], taps[t] * taps[t])]
 
-    def _decode(self, x: torch.Tensor, *shallow: torch.Tensor) -> tuple[torch.Tensor]:
-        skips = dict(zip(self.taps[1:], shallow, strict=True))
+    def _shallow(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The skip taps' features, encoding only as deep as the deepest."""
+        taps = {}
+        for layer, (name, _, _) in zip(self.enc, VGG_CONVS):
+            x = layer(x)
+            if "relu" + name[4:] in self.skip_taps:
+                taps["relu" + name[4:]] = x
+                if len(taps) == len(self.skip_taps):
+                    break
+            if name in POOL_AFTER:
+                x = F.max_pool2d(x, 2)
+        return [taps[t] for t in self.skip_taps]
+
+    def _decode(self, x: torch.Tensor, shallow: dict[str, torch.Tensor]) -> torch.Tensor:
         for i, layer in enumerate(self.dec):
             x = layer(x)
             if i in self.joins:
                 tap = self.joins[i]
-                x = x + self.skips[tap](skips[tap])
-        return (x,)
+                x = x + self.skips[tap](shallow[tap])
+        return x
+
+
+def _stats(total: torch.Tensor, squares: torch.Tensor, count: float | torch.Tensor, eps: float = 1e-5) -> Stats:
+    """(mean, std) shaped (N, C, 1, 1) from per-channel sums over `count` positions."""
+    count = torch.as_tensor(count, dtype=torch.float64, device=total.device).clamp(min=1e-12)  # an empty region
+    mean = total.double() / count
+    var = (squares.double() / count - mean * mean).clamp(min=0)
+    return mean.float()[..., None, None], (var + eps).sqrt().float()[..., None, None]
 
 
 def tiled(
-    fn: Callable[..., tuple[torch.Tensor, ...]], xs: Sequence[torch.Tensor], tile: int, margin: int
+    fn: Callable[..., Sequence[torch.Tensor]],
+    xs: Sequence[torch.Tensor],
+    tile: int,
+    margin: int,
+    sums: int = 0,
 ) -> list[torch.Tensor]:
     """`fn` over overlapping tiles of the inputs `xs`. The first (N, C, H, W) sets the tiles: about
     `tile` px (multiples of `margin`), grown by `margin` on each side except at the image's edges;
-    the others, whole multiples of its size (a decoder's shallow features), are cut alike. Each of
-    `fn`'s outputs, a fixed multiple of its input's size, is cut back to the tile and put together."""
+    the others, on grids whose sizes are fixed ratios of its (an image, a feature grid), are cut
+    alike. Each of `fn`'s outputs, on a grid a fixed ratio of its input's, is cut back to the tile
+    and put together; the last `sums` are summed over their height and width instead: (N, C)."""
     height, width = xs[0].shape[-2:]
-    if height <= tile and width <= tile:
-        return list(fn(*xs))
-    ratios = [x.shape[-1] // width for x in xs]
-    rows, cols = _spans(height, tile, margin), _spans(width, tile, margin)
-    outs: list[torch.Tensor] = []
+    single = height <= tile and width <= tile
+    rows = [(0, height)] if single else _spans(height, tile, margin)
+    cols = [(0, width)] if single else _spans(width, tile, margin)
+    outs: list = []
     for top, bottom in rows:
         for left, right in cols:
             t0, l0 = max(top - margin, 0), max(left - margin, 0)
             b0, r0 = min(bottom + margin, height), min(right + margin, width)
-            ys = fn(*(x[..., t0 * k : b0 * k, l0 * k : r0 * k] for x, k in zip(xs, ratios)))
+            ys = fn(*(x[..., t0 * x.shape[-2] // height : b0 * x.shape[-2] // height,
+                         l0 * x.shape[-1] // width : r0 * x.shape[-1] // width] for x in xs))  # fmt: skip
+            outs = outs or [None] * len(ys)
             for i, y in enumerate(ys):
                 scale = y.shape[-1] / (r0 - l0)
-                if len(outs) == i:
-                    outs.append(y.new_empty(*y.shape[:2], round(height * scale), round(width * scale)))
                 dt, dl = round((top - t0) * scale), round((left - l0) * scale)
                 h, w = round((bottom - top) * scale), round((right - left) * scale)
-                place = outs[i][..., round(top * scale) :, round(left * scale) :]
-                place[..., :h, :w] = y[..., dt : dt + h, dl : dl + w]
+                if i >= len(ys) - sums:
+                    total = y[..., dt : dt + h, dl : dl + w].sum((-2, -1), dtype=torch.float64)
+                    outs[i] = total if outs[i] is None else outs[i] + total
+                elif single:
+                    outs[i] = y
+                else:
+                    if outs[i] is None:
+                        outs[i] = y.new_empty(*y.shape[:2], round(height * scale), round(width * scale))
+                    place = outs[i][..., round(top * scale) :, round(left * scale) :]
+                    place[..., :h, :w] = y[..., dt : dt + h, dl : dl + w]
     return outs
 
 

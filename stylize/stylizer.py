@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from stylize.controls import (
     COLOR_MODES,
     Stats,
+    TapAdain,
     coral,
     gray_matched,
     keep_chroma,
@@ -20,7 +21,7 @@ from stylize.controls import (
     mix_stats,
     region_weights,
 )
-from stylize.engine import Engine
+from stylize.engine import SKIP_SCALE, Engine
 from stylize.models import Decoder, Encoder, adain, mean_std
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
 
@@ -52,7 +53,7 @@ class Encoded(NamedTuple):
 
     image: torch.Tensor  # as given: (3, H, W) or (N, 3, H, W)
     feats: torch.Tensor  # relu4_1 of the image padded to a multiple of 8, on the Stylizer's device
-    shallow: dict[str, torch.Tensor] | None = None  # the shallow taps a decoder with skips takes
+    shallow: dict[str, Stats] | None = None  # channel (mean, std) of the shallow taps a decoder with skips takes
 
 
 Style = torch.Tensor | StyleStats  # an image (3, H, W) or its statistics
@@ -89,15 +90,14 @@ class Stylizer:
 
     def style_stats(self, style: torch.Tensor) -> StyleStats:
         """Encode a style image once; reuse the result for any number of contents."""
-        feats, *shallow = self.engine.encode(_pad8(_batched(style))).values()
-        return StyleStats(*mean_std(feats), dict(zip(self.engine.taps[1:], map(mean_std, shallow))))
+        feats, shallow = self.engine.encode(_pad8(_batched(style)))
+        return StyleStats(*mean_std(feats), shallow)
 
     def encode(self, content: Content) -> Encoded:
         """Encode a content image once; pass the result to `stylize` for each style."""
         if isinstance(content, Encoded):
             return content
-        feats, *shallow = self.engine.encode(_pad8(_batched(content))).values()
-        return Encoded(content, feats, dict(zip(self.engine.taps[1:], shallow)))
+        return Encoded(content, *self.engine.encode(_pad8(_batched(content))))
 
     @torch.no_grad()
     def stylize(
@@ -130,36 +130,45 @@ class Stylizer:
         stats = [self._as_stats(s) for s in styles]
         image, feats, shallow = self.encode(content)
         x = _batched(image)
-        m = None
-        if masks is not None:
+        padded = _pad8(x.to(self.device)) if self.engine.skip_taps else None
+        deep = [s.at("relu4_1") for s in stats]
+        if masks is None:
+            target = adain(feats, *mix_stats(deep, weights), alpha)
+            skips = {t: TapAdain.of([shallow[t]], [mix_stats([s.at(t) for s in stats], weights)], alpha)
+                     for t in self.engine.skip_taps}  # fmt: skip
+            out = self.decode(target, x.shape[-2:], padded, skips)
+        else:
             m = torch.stack(list(masks)) if not isinstance(masks, torch.Tensor) else masks
             m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))[:, 0]
-        targets = {}
-        for tap, f in {"relu4_1": feats, **(shallow or {})}.items():  # AdaIN at every tap the decoder takes
-            at = [s.at(tap) for s in stats]
-            if m is None:
-                targets[tap] = adain(f, *mix_stats(at, weights), alpha)
-            else:
-                targets[tap] = masked_adain(f, at, region_weights(m, f.shape[-2:], len(stats)), alpha)
-        out = self.decode(targets.pop("relu4_1"), x.shape[-2:], targets)
+            target = masked_adain(feats, deep, region_weights(m, feats.shape[-2:], len(stats)), alpha)
+            grids = {t: tuple(n // SKIP_SCALE[t] for n in m.shape[-2:]) for t in self.engine.skip_taps}
+            w = {t: region_weights(m, grid, len(stats)) for t, grid in grids.items()}
+            regions = self.engine.region_stats(padded, w) if w else {}
+            skips = {t: TapAdain.of(regions[t], [s.at(t) for s in stats], alpha) for t in self.engine.skip_taps}
+            out = self.decode(target, x.shape[-2:], padded, skips, w)
         return out if image.dim() == 4 else out[0]
 
     def mix(self, styles: Sequence[Style], weights: Sequence[float] | None = None) -> StyleStats:
         """Several styles as one, mixed in feature space by `weights` (default equal; normalised
         to sum to one); pass the result to `stylize` like any StyleStats."""
         stats = [self._as_stats(s) for s in styles]
-        deep, *shallow = (mix_stats([s.at(t) for s in stats], weights) for t in self.engine.taps)
-        return StyleStats(*deep, dict(zip(self.engine.taps[1:], shallow)))
+        shallow = {t: mix_stats([s.at(t) for s in stats], weights) for t in self.engine.skip_taps}
+        return StyleStats(*mix_stats([s.at("relu4_1") for s in stats], weights), shallow)
 
     def _as_stats(self, style: Style) -> StyleStats:
         return style if isinstance(style, StyleStats) else self.style_stats(style)
 
     def decode(
-        self, target: torch.Tensor, size: tuple[int, int] | torch.Size, shallow: dict[str, torch.Tensor] | None = None
+        self,
+        target: torch.Tensor,
+        size: tuple[int, int] | torch.Size,
+        padded: torch.Tensor | None = None,
+        skips: dict[str, TapAdain] | None = None,
+        weights: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Decode relu4_1 features of an image padded by `_pad8` (and, for a decoder with skips,
-        the `shallow` taps' AdaIN'd features) back to that image's `size`."""
-        return self.engine.decode(target, shallow)[..., : size[0], : size[1]].clamp_(0, 1)
+        """Decode relu4_1 features of an image padded by `_pad8` back to that image's `size`; a
+        decoder with skips also takes the `padded` image and the AdaIN at each skip tap."""
+        return self.engine.decode(target, padded, skips, weights)[..., : size[0], : size[1]].clamp_(0, 1)
 
     def _preserving_color(
         self,

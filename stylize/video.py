@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from stylize.controls import TapAdain
 from stylize.images import pil_to_tensor, tensor_to_pil
 from stylize.models import adain, mean_std
-from stylize.stylizer import StyleStats, Stylizer, _batched
+from stylize.stylizer import StyleStats, Stylizer, _batched, _pad8
 
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 Stats = tuple[torch.Tensor, torch.Tensor]
@@ -74,11 +75,11 @@ class Temporal:
     output: torch.Tensor | None = None  # last output frame
 
 
-def smooth_stats(feats: torch.Tensor, state: Stats | None, smoothing: float) -> tuple[Stats, Stats]:
-    """Per-frame content (mean, std) of `feats` (N, C, h, w), each an exponential moving average
+def smooth_stats(stats: Stats, state: Stats | None, smoothing: float) -> tuple[Stats, Stats]:
+    """Per-frame content (mean, std), each (N, C, 1, 1), each made an exponential moving average
     over the frames so far (`smoothing` 0: every frame its own, as a still image; 0.9: about
     the last ten frames). Returns the per-frame statistics and the state for the next batch."""
-    mean, std = mean_std(feats)
+    mean, std = stats
     if state is None:
         state = (mean[:1], std[:1])
     means, stds = [], []
@@ -113,12 +114,14 @@ def stylize_frames(
     x = _batched(frames).to(stylizer.device)
     with torch.no_grad():
         _, feats, shallow = stylizer.encode(x)
-        targets = {}
-        for tap, f in {"relu4_1": feats, **(shallow or {})}.items():
-            stats, t.stats[tap] = smooth_stats(f, t.stats.get(tap), smoothing)
-            targets[tap] = adain(f, *style.at(tap), alpha, content_stats=stats)
-        out = stylizer.decode(targets.pop("relu4_1"), x.shape[-2:], targets)
-        return steady(out, x, t, smoothing)
+        stats, t.stats["relu4_1"] = smooth_stats(mean_std(feats), t.stats.get("relu4_1"), smoothing)
+        target = adain(feats, *style.at("relu4_1"), alpha, content_stats=stats)
+        skips = {}
+        for tap, own in (shallow or {}).items():
+            stats, t.stats[tap] = smooth_stats(own, t.stats.get(tap), smoothing)
+            skips[tap] = TapAdain.of([stats], [style.at(tap)], alpha)
+        padded = _pad8(x) if skips else None
+        return steady(stylizer.decode(target, x.shape[-2:], padded, skips), x, t, smoothing)
 
 
 def read_frames(container, stream, transform: Callable[[torch.Tensor], torch.Tensor], audio_out, out) -> Iterator:  # noqa: ANN001

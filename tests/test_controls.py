@@ -3,9 +3,12 @@ import torch
 from helpers import make_image
 
 from stylize.controls import (
+    TapAdain,
+    _weighted_mean_std,
     coral,
     keep_chroma,
     luminance,
+    masked_adain,
     mix_stats,
     normalise_weights,
     region_weights,
@@ -130,3 +133,16 @@ def test_preserve_color(stylizer):
         stylizer.stylize(content, stylizer.style_stats(style), preserve_color="coral")
     with pytest.raises(ValueError, match="preserve_color must be one of coral, luminance"):
         stylizer.stylize(content, style, preserve_color="hue")
+
+
+def test_tap_adain_computes_what_adain_and_masked_adain_do():
+    torch.manual_seed(0)
+    f = torch.rand(2, 6, 9, 11) * 3
+    styles = [(torch.rand(1, 6, 1, 1), torch.rand(1, 6, 1, 1) + 0.5) for _ in range(2)]
+    plain = TapAdain.of([mean_std(f)], [styles[0]], 0.7)
+    torch.testing.assert_close(plain(f), adain(f, *styles[0], 0.7), rtol=1e-5, atol=1e-5)
+    w = torch.zeros(2, 1, 9, 11)
+    w[0, :, :, :5], w[1, :, :, 7:] = 1.0, 0.6  # two regions, and a gap that keeps the content
+    regions = [_weighted_mean_std(f, wk) for wk in w]
+    masked = TapAdain.of(regions, styles, 0.7)
+    torch.testing.assert_close(masked(f, w), masked_adain(f, styles, w, 0.7), rtol=1e-5, atol=1e-5)

@@ -4,8 +4,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize import engine
+from stylize.controls import TapAdain
 from stylize.engine import Engine, interleave, upconv_weight
-from stylize.models import Decoder, Encoder
+from stylize.models import Decoder, Encoder, mean_std
 from stylize.stylizer import Stylizer
 
 CPU = torch.device("cpu")
@@ -43,6 +44,12 @@ def test_upsampling_then_conv_equals_the_two_by_two_phase_conv(hw, channels_last
     assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
+def skip_adain(taps: dict[str, torch.Tensor], skip_taps: tuple[str, ...]) -> dict[str, TapAdain]:
+    """AdaIN at each skip tap towards made-up style statistics."""
+    return {t: TapAdain.of([mean_std(taps[t])], [(mean_std(taps[t])[0] + 0.3, mean_std(taps[t])[1] * 2)], 0.8)
+            for t in skip_taps}  # fmt: skip
+
+
 @pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
 @pytest.mark.parametrize("nnpack", [True, False])
 def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps):
@@ -55,12 +62,14 @@ def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps):
     x = torch.rand(2, 3, 96, 128)  # large enough for NNPACK in the first layers and the last ones
     with torch.no_grad():
         taps = enc(x)
-        got = eng.encode(x)
-        assert set(got) == {"relu4_1", *skip_taps}
-        for tap, feats in got.items():
-            assert rel_err(feats, taps[tap]) < 1e-4
-        shallow = {t: taps[t] for t in skip_taps}
-        assert rel_err(eng.decode(taps["relu4_1"], shallow), dec(taps["relu4_1"], shallow)) < 1e-4
+        feats, stats = eng.encode(x)
+        assert rel_err(feats, taps["relu4_1"]) < 1e-4
+        assert set(stats) == set(skip_taps)
+        for tap, (mean, std) in stats.items():
+            assert rel_err(mean, mean_std(taps[tap])[0]) < 1e-4 and rel_err(std, mean_std(taps[tap])[1]) < 1e-4
+        maps = skip_adain(taps, skip_taps)
+        want = dec(taps["relu4_1"], {t: maps[t](taps[t]) for t in skip_taps})
+        assert rel_err(eng.decode(feats, x, maps), want) < 1e-4
 
 
 @pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
@@ -68,11 +77,23 @@ def test_tiles_give_the_numbers_of_one_pass(skip_taps):
     enc, dec = nets(1, skip_taps)
     whole, tiles = Engine(enc, dec, CPU, tile=4096), Engine(enc, dec, CPU, tile=64)
     x = torch.rand(1, 3, 200, 136)  # 4 x 3 tiles of ~64 px, uneven last ones
-    feats, *shallow = whole.encode(x).values()
-    for got, want in zip(tiles.encode(x).values(), [feats, *shallow], strict=True):
-        assert rel_err(got, want) < 1e-4
-    shallow = dict(zip(skip_taps, shallow))
-    assert rel_err(tiles.decode(feats, shallow), whole.decode(feats, shallow)) < 1e-4
+    feats, stats = whole.encode(x)
+    tiled_feats, tiled_stats = tiles.encode(x)
+    assert rel_err(tiled_feats, feats) < 1e-4
+    for tap in skip_taps:
+        assert all(rel_err(a, b) < 1e-5 for a, b in zip(tiled_stats[tap], stats[tap]))
+    maps = skip_adain(enc(x), skip_taps)
+    assert rel_err(tiles.decode(feats, x, maps), whole.decode(feats, x, maps)) < 1e-4
+
+
+def test_skips_with_masks_in_tiles_give_the_numbers_of_one_pass():
+    enc, dec = nets(3, ALL_SKIPS)
+    whole, tiles = Stylizer(enc, dec, CPU, tile=4096), Stylizer(enc, dec, CPU, tile=64)
+    x, styles = torch.rand(3, 200, 136), [torch.rand(3, 48, 48), torch.rand(3, 40, 56)]
+    mask = torch.zeros(200, 136)
+    mask[:, :60] = 1
+    a, b = (s.stylize(x, styles, 0.9, masks=[mask]) for s in (whole, tiles))
+    assert (a - b).abs().max() < 1e-4
 
 
 def test_spans_cover_the_size_on_the_grid():
@@ -94,7 +115,7 @@ def test_a_shape_nnpack_refuses_falls_back_to_the_native_convolution(monkeypatch
 
     monkeypatch.setattr(torch, "_nnpack_spatial_convolution", refuse)
     x = torch.rand(1, 3, 64, 64)
-    assert rel_err(eng.encode(x)["relu4_1"], enc.relu4_1(x)) < 1e-4
+    assert rel_err(eng.encode(x)[0], enc.relu4_1(x)) < 1e-4
     assert not eng.enc[0].nnpack
 
 
@@ -113,9 +134,9 @@ def test_bf16_as_on_cuda_stays_near_the_fp32_picture():
     enc, dec = nets(2)
     x = torch.rand(1, 3, 64, 80)
     fp32, bf16 = Engine(enc, dec, CPU), Engine(enc, dec, CPU, dtype=torch.bfloat16)
-    feats = bf16.encode(x)["relu4_1"]
+    feats = bf16.encode(x)[0]
     assert feats.dtype == torch.bfloat16 and bf16.decode(feats).dtype == torch.float32
-    assert rel_err(feats, fp32.encode(x)["relu4_1"]) < 3e-2
+    assert rel_err(feats, fp32.encode(x)[0]) < 3e-2
     assert rel_err(bf16.decode(feats), fp32.decode(feats.float())) < 3e-2
 
 

@@ -23,9 +23,9 @@ def test_flicker_is_the_mean_frame_to_frame_change_across_batches():
 
 def test_smooth_stats_zero_is_per_frame_and_higher_follows_slowly():
     feats = torch.rand(3, 4, 5, 5) * torch.tensor([1.0, 2.0, 3.0])[:, None, None, None]
-    (mean, std), _ = smooth_stats(feats, None, 0.0)
+    (mean, std), _ = smooth_stats(mean_std(feats), None, 0.0)
     torch.testing.assert_close((mean, std), mean_std(feats))
-    (mean, _), state = smooth_stats(feats, None, 0.5)
+    (mean, _), state = smooth_stats(mean_std(feats), None, 0.5)
     m = mean_std(feats)[0]
     torch.testing.assert_close(mean[2], 0.25 * m[0] + 0.25 * m[1] + 0.5 * m[2])
     torch.testing.assert_close(state[0][0], mean[2])
@@ -43,7 +43,8 @@ def test_batches_carry_state_so_batch_size_does_not_change_the_result(stylizer, 
     whole = stylize_frames(stylizer, frames, style, 1.0, 0.8, Temporal())
     t = Temporal()
     parts = torch.cat([stylize_frames(stylizer, frames[i : i + 2], style, 1.0, 0.8, t) for i in range(0, 5, 2)])
-    torch.testing.assert_close(parts, whole)
+    # (random skips amplify the convolutions' rounding, which differs with the batch size)
+    torch.testing.assert_close(parts, whole, **({"atol": 1e-3, "rtol": 0} if skips else {}))
 
 
 def test_smoothing_reduces_flicker_below_the_per_frame_run(stylizer, tmp_path):
