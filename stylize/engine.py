@@ -13,6 +13,9 @@
 - Tiles: images larger than `tile` px on a side are encoded and decoded in overlapping
   tiles whose margins cover the networks' receptive fields, so the tiles give the numbers
   one pass would (no seams) in bounded memory; AdaIN still sees the whole image.
+- Skips (a decoder that also takes the photo's shallow taps): only relu4_1 and the shallow
+  taps' statistics are kept whole; decoding encodes each tile's shallow taps again and applies
+  AdaIN to them there (relu2_1 held whole would take 4x the memory of relu4_1).
 """
 
 from __future__ import annotations
