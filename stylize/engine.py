@@ -212,27 +212,27 @@ class Engine(nn.Module):
 
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """relu4_1, then each skip tap's sum and sum of squares (for its statistics)."""
-        taps = {}
-        for layer, (name, _, _) in zip(self.enc, VGG_CONVS):
-            x = layer(x)
-            if "relu" + name[4:] in self.skip_taps:
-                taps["relu" + name[4:]] = x.float()
-            if name in POOL_AFTER:
-                x = F.max_pool2d(x, 2)
-        return [x] + [s for t in self.skip_taps for s in (taps[t], taps[t] * taps[t])]
+        x, taps = self._run_encoder(x, stop_at_skips=False)
+        taps = [taps[t].float() for t in self.skip_taps]
+        return [x] + [s for f in taps for s in (f, f * f)]
 
     def _shallow(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The skip taps' features, encoding only as deep as the deepest."""
+        _, taps = self._run_encoder(x, stop_at_skips=True)
+        return [taps[t] for t in self.skip_taps]
+
+    def _run_encoder(self, x: torch.Tensor, stop_at_skips: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The encoder's last output (relu4_1, or the deepest skip tap's) and the skip taps' features."""
         taps = {}
         for layer, (name, _, _) in zip(self.enc, VGG_CONVS):
             x = layer(x)
             if "relu" + name[4:] in self.skip_taps:
                 taps["relu" + name[4:]] = x
-                if len(taps) == len(self.skip_taps):
+                if stop_at_skips and len(taps) == len(self.skip_taps):
                     break
             if name in POOL_AFTER:
                 x = F.max_pool2d(x, 2)
-        return [taps[t] for t in self.skip_taps]
+        return x, taps
 
     def _decode(self, x: torch.Tensor, shallow: dict[str, torch.Tensor]) -> torch.Tensor:
         for i, layer in enumerate(self.dec):

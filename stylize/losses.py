@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from stylize.models import STYLE_TAPS, mean_std
+from stylize.models import STYLE_TAPS, TAP_CHANNELS, mean_std
 
-TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
 STATS_SIZE = 2 * sum(TAP_CHANNELS.values())  # a painting's means and stds at every tap, flattened
 PAPER_TAP_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # each style tap's share of the style loss, as in the paper
 LAPLACIAN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])

@@ -16,6 +16,7 @@ VGG_CONVS = (
 )  # fmt: skip
 POOL_AFTER = {"conv1_2", "conv2_2", "conv3_4"}
 STYLE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
 
 
 def conv3x3(cin: int, cout: int) -> nn.Conv2d:
@@ -113,8 +114,7 @@ class Decoder(nn.Sequential):
         # in one order, whatever the order given: the optimiser's state follows the parameters' order
         self.skip_taps = tuple(t for t in SKIP_TAPS if t in skip_taps)
         if self.skip_taps:
-            channels = {"relu3_1": 256, "relu2_1": 128, "relu1_1": 64}
-            self.skips = nn.ModuleDict({t: nn.Conv2d(channels[t], channels[t], 1) for t in self.skip_taps})
+            self.skips = nn.ModuleDict({t: nn.Conv2d(TAP_CHANNELS[t], TAP_CHANNELS[t], 1) for t in self.skip_taps})
             for conv in self.skips.values():
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
