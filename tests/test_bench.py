@@ -60,7 +60,8 @@ def test_pair_measurements_of_both_ways(tmp_path):
         save_image(make_image(40, 48, seed), tmp_path / name / "000.jpg")
     spec = {"device": "cpu", "folder": str(tmp_path), "repeats": 1, "kind": "pair"}
     ref, ours = (bench.measure({**spec, "impl": impl}) for impl in ("reference", "ours"))
-    for r in (ref, ours):
+    refined = bench.measure({**spec, "impl": "ours", "refine": 2})
+    for r in (ref, ours, refined):
         assert r["images"] == 1 and r["seconds"] > 0 and r["peak_mb"] > 0
     assert ours["rel_err"] < 1e-4  # fp32 CPU: the fast paths give the reference's picture
 
@@ -69,6 +70,9 @@ def test_report_states_machine_ratios_and_errors():
     results = {
         "pair 256 reference": {"seconds": 1.0, "peak_mb": 300},
         "pair 256 ours": {"seconds": 0.5, "peak_mb": 200, "rel_err": 1e-5, "max_abs_err": 2e-5},
+        "pair 512 reference": {"seconds": 4.0, "peak_mb": 600},
+        "pair 512 ours": {"seconds": 2.0, "peak_mb": 400, "rel_err": 1e-5, "max_abs_err": 2e-5},
+        "pair 512 ours refine 10": {"seconds": 12.0, "peak_mb": 900},
         "folder 512 reference": {"seconds": 8.0, "images": 8},
         "folder 512 ours": {"seconds": 2.0, "images": 8},
         "train reference": {"seconds": 2.0, "peak_mb": 900, "batch": TrainConfig().batch_size},
@@ -76,9 +80,10 @@ def test_report_states_machine_ratios_and_errors():
         "ceiling": {"tflops": 100.0},
     }
     args = bench.parse_args(["--big", "0", "--seams", "0", "--styles", "2"])
-    text = bench.report(results, args, torch.device("cpu"), [256], 4)
+    text = bench.report(results, args, torch.device("cpu"), [256, 512], 4)
     assert "| one pair 256x256: latency | 1000 ms, 300 MB | 500 ms, 200 MB" in text
     assert "| 2.00x | 1.0e-05, 2.0e-05 |" in text
     assert "| folder 4 x 2 at 512x512: images/s | 1.00 | 4.00" in text and "| 4.00x |" in text
+    assert "| one pair 512x512 with --refine 10: latency | | 12.0 s, 900 MB (1000 ms per step) |" in text
     assert "of the ceiling" in text and "Measured bf16 matmul ceiling: 100 TFLOP/s" in text
     json.dumps(results)

@@ -181,3 +181,17 @@ def test_video_round_trip_from_the_cli(run, tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     code, _, err = run("--content", tmp_path / "bad.mp4", "--style", style, "--output", tmp_path / "e.mp4")
     assert code == 1 and "bad.mp4: cannot stylize video" in err and not (tmp_path / "e.mp4").exists()
+
+
+def test_refine_from_the_cli(run, png, tmp_path):
+    content, style = png("c.png", 40, 48, 1), png("s.png", seed=2)
+    code, out, _ = run("--content", content, "--style", style, "--output", tmp_path / "plain.png")
+    assert code == 0
+    code, out, _ = run("--content", content, "--style", style, "--refine", "3", "--output", tmp_path / "r.png")
+    assert code == 0 and "1 written" in out
+    assert pil_size(tmp_path / "r.png") == (48, 40)
+    assert load_image(tmp_path / "r.png").ne(load_image(tmp_path / "plain.png")).any()
+    code, _, err = run("--content", content, "--style", style, "--refine", "-2")
+    assert code == 2 and "--refine must be 0 or more, got -2" in err
+    code, _, err = run("--content", content, "--style", f"{style},{style}", "--mask", style, "--refine", "2")
+    assert code == 2 and "--refine works over the whole image" in err

@@ -78,7 +78,7 @@ def test_a_good_pair_gives_the_stylized_image(stylizer, uploads_dir):
     assert list(uploads_dir.iterdir()) == []  # uploads live in a temporary folder, removed after
 
 
-def test_second_painting_and_colour_preservation(stylizer, uploads_dir):
+def test_second_painting_colour_preservation_and_refinement(stylizer, uploads_dir):
     files = {
         "content": ("photo.png", PHOTO),
         "style": ("painting.png", PAINTING),
@@ -88,6 +88,7 @@ def test_second_painting_and_colour_preservation(stylizer, uploads_dir):
         mix = post(client, files, style2_weight=0.25, size=64)
         only_second = post(client, files, style2_weight=1, size=64)
         kept = post(client, files, style2_weight=0.25, size=64, preserve_color="luminance")
+        refined = post(client, files, style2_weight=0.25, size=64, refine=5)
     both = [PAINTING, PAINTING2]
     want_mix = expected(stylizer, PHOTO, both, 1.0, 64, weights=[0.75, 0.25])
     assert (decode(mix.content) - want_mix).abs().max() <= 1 / 255
@@ -95,6 +96,9 @@ def test_second_painting_and_colour_preservation(stylizer, uploads_dir):
     want_kept = expected(stylizer, PHOTO, both, 1.0, 64, weights=[0.75, 0.25], preserve_color="luminance")
     assert (decode(kept.content) - want_kept).abs().max() <= 1 / 255
     assert (want_kept - want_mix).abs().mean() > 0.01
+    want_refined = expected(stylizer, PHOTO, both, 1.0, 64, weights=[0.75, 0.25], refine=5)
+    assert (decode(refined.content) - want_refined).abs().max() <= 2 / 255
+    assert (want_refined - want_mix).abs().mean() > 0.005
 
 
 def test_each_painting_is_encoded_once(stylizer, monkeypatch, uploads_dir):
@@ -140,6 +144,7 @@ def test_a_bad_upload_gets_400_with_the_reason(stylizer, uploads_dir, field, dat
         ({"size": "8"}, "size must be a number from 64 to 1024, got '8'"),
         ({"preserve_color": "sepia"}, "preserve_color must be one of off, coral, luminance, got 'sepia'"),
         ({"format": "gif"}, "format must be one of png, jpeg, got 'gif'"),
+        ({"refine": "100"}, "refine must be one of 0, 5, 10, 20, got '100'"),
     ],
 )
 def test_bad_settings_get_400_with_the_reason(stylizer, fields, reason):

@@ -19,7 +19,7 @@ async function init() {
       changed();
     });
   }
-  for (const id of ["preserve_color", "size", "format"]) $(id).addEventListener("change", changed);
+  for (const id of ["preserve_color", "refine", "size", "format"]) $(id).addEventListener("change", changed);
   $("style2-remove").addEventListener("click", () => setFile("style2", null));
 }
 
@@ -107,6 +107,7 @@ async function render(size, format, v, final) {
   const settings = {
     alpha: $("alpha").value,
     preserve_color: $("preserve_color").value,
+    refine: $("refine").value,
     style2_weight: $("style2_weight").value,
     size,
     format,

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from helpers import make_image
+
+from stylize.losses import content_loss, split_stats, style_loss
+from stylize.models import adain
+from stylize.refine import painting_stats, refine
+from stylize.stylizer import Stylizer
+from stylize.weights import load_encoder
+
+
+def training_loss(encoder, content, image, stats, style_weight=10.0) -> float:
+    with torch.no_grad():
+        target = adain(encoder(content)["relu4_1"], *split_stats(stats)["relu4_1"])
+        out = encoder(image)
+        return (content_loss(out["relu4_1"], target) + style_weight * style_loss(out, stats)).item()
+
+
+def test_refine_lowers_the_training_loss_and_keeps_the_picture_valid(encoder_path):
+    encoder = load_encoder(encoder_path)
+    content, style = make_image(48, 56, 1)[None], make_image(40, 40, 2)
+    start = content.clone()  # a decoder that gives the photo back: all the style is still to paint
+    stats = painting_stats(encoder, [style])
+    out = refine(encoder, content, start, stats, steps=5)
+    assert out.shape == start.shape and not out.requires_grad
+    assert 0 <= out.min() and out.max() <= 1
+    assert training_loss(encoder, content, out, stats) < 0.8 * training_loss(encoder, content, start, stats)
+    torch.testing.assert_close(start, content)  # the picture given is not changed in place
+
+
+def test_alpha_0_targets_the_content_itself(encoder_path):
+    encoder = load_encoder(encoder_path)
+    content, style = make_image(40, 40, 3)[None], make_image(40, 40, 4)
+    out = refine(encoder, content, content, painting_stats(encoder, [style]), steps=3, alpha=0.0)
+    # at its own target the content is already the minimum: Adam's first steps barely move it
+    assert (out - content).abs().max() < 1e-3
+
+
+def test_mixed_painting_stats_are_the_weighted_sum(encoder_path):
+    encoder = load_encoder(encoder_path)
+    a, b = make_image(32, 32, 5), make_image(32, 40, 6)
+    mixed = painting_stats(encoder, [a, b], [3, 1])
+    expected = 0.75 * painting_stats(encoder, [a]) + 0.25 * painting_stats(encoder, [b])
+    torch.testing.assert_close(mixed, expected)
+
+
+def test_stylizer_refines_only_when_asked(encoder_path, decoder_path):
+    stylizer = Stylizer.from_pretrained(encoder_path, decoder_path, device="cpu")
+    content, style = make_image(40, 48, 7), make_image(40, 40, 8)
+    plain = stylizer.stylize(content, style)
+    torch.testing.assert_close(stylizer.stylize(content, style, refine=0), plain)
+    refined = stylizer.stylize(content, style, refine=3)
+    assert refined.shape == plain.shape and (refined - plain).abs().mean() > 1e-3
+    both = stylizer.stylize(torch.stack([content, content]), style, refine=3)  # a batch: each refined alike
+    torch.testing.assert_close(both[0], both[1])
+
+
+def test_refine_needs_style_images_and_no_masks(encoder_path, decoder_path):
+    stylizer = Stylizer.from_pretrained(encoder_path, decoder_path, device="cpu")
+    content, style = make_image(40, 48, 7), make_image(40, 40, 8)
+    with pytest.raises(ValueError, match="needs style images"):
+        stylizer.stylize(content, stylizer.style_stats(style), refine=2)
+    with pytest.raises(ValueError, match="not masks"):
+        stylizer.stylize(content, [style, style], masks=[torch.ones(40, 48)], refine=2)
+    with pytest.raises(ValueError, match="0 or more, got -1"):
+        stylizer.stylize(content, style, refine=-1)
