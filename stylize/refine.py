@@ -5,7 +5,7 @@ the minimum of the training loss for this pair. From that picture, a few Adam st
 pixels (the optimisation of Gatys et al., from a good start instead of noise) bring the
 painting's statistics much closer: firmer strokes and more of its palette (EVALUATION.md,
 "Refinement"). Each step is a pass through the encoder and back at the picture's full size:
-about a second at 512 px on a 2-core CPU, milliseconds on a GPU.
+about 2 s at 512 px on a 2-core CPU (BENCHMARKS.md, "Refinement").
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class Stylizer:
         the style to them first, "luminance" stylizes only the luminance; both need style
         images rather than StyleStats, as the matching depends on the content. `refine` > 0 takes
         that many steps of the training loss on the picture itself (`stylize.refine`: firmer
-        strokes, about a second per step at 512 px on a CPU); it needs style images, not masks."""
+        strokes, about 2 s a step at 512 px on a 2-core CPU); it needs style images, not masks."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         styles = [style] if isinstance(style, (torch.Tensor, StyleStats)) else list(style)
