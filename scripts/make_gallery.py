@@ -3,7 +3,8 @@
     python scripts/make_gallery.py                      # the shipped weights; needs the [video] extra
     python scripts/make_gallery.py --decoder runs/x/decoder.pth
 
-Writes docs/controls_mix.jpg, controls_color.jpg, controls_mask.jpg and controls_video.jpg, and
+Writes docs/controls_mix.jpg, controls_color.jpg, controls_mask.jpg, controls_refine.jpg and
+controls_video.jpg, and
 prints the flicker of a generated clip (a slow pan over a photo with camera-like noise),
 stylized frame by frame and with the video path's smoothing.
 """
@@ -55,6 +56,10 @@ def gallery(s: Stylizer) -> None:
     make_grid([[cat, mask.expand(3, -1, -1), mosaic, strokes, placed]], TILE).save(
         DOCS / "controls_mask.jpg", quality=90
     )
+
+    pairs = ((astronaut, mosaic), (cat, gravel))
+    rows = [[c, st, *(s.stylize(c, st, refine=n) for n in (0, 10, 20))] for c, st in pairs]
+    make_grid(rows, TILE).save(DOCS / "controls_refine.jpg", quality=90)
 
 
 def pan_clip(path: Path, frames: int = 24, h: int = 144, w: int = 192, fps: int = 12) -> None:
