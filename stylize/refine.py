@@ -1,4 +1,4 @@
-"""Refinement (beyond the paper): a few steps of the AdaIN loss on the decoder's picture itself.
+"""Refinement (beyond the paper): a few steps of the paper's loss on the decoder's picture itself.
 
 The decoder paints any pair in one pass, trained over many pairs: its picture lies near, not at,
 the minimum of the training loss for this pair. From that picture, a few Adam steps on the
@@ -24,7 +24,9 @@ STYLE_WEIGHT = 10.0  # the paper's lambda
 
 
 @torch.no_grad()
-def painting_stats(encoder: Encoder, styles: Sequence[torch.Tensor], weights: Sequence[float] | None = None):
+def painting_stats(
+    encoder: Encoder, styles: Sequence[torch.Tensor], weights: Sequence[float] | None = None
+) -> torch.Tensor:
     """The style loss's target (`tap_stats`, (1, STATS_SIZE)) of style images (3, H, W), mixed by
     `weights` (default equal) as `controls.mix_stats` mixes them for AdaIN."""
     ws = normalise_weights(weights if weights is not None else [1.0] * len(styles), len(styles))
@@ -42,7 +44,7 @@ def refine(
     style_weight: float = STYLE_WEIGHT,
 ) -> torch.Tensor:
     """`image` (N, 3, H, W), the decoder's picture of `content` (the same shape), after `steps`
-    Adam steps on content_loss + style_weight x style_loss, the training loss for this pair.
+    Adam steps on content_loss + style_weight x style_loss, the paper's training loss for this pair.
     `style` is the painting's `painting_stats`; `alpha` blends both targets with the content's
     own features and statistics, as AdaIN's alpha does. A progress bar shows on a terminal."""
     with torch.no_grad():

@@ -150,8 +150,8 @@ class Stylizer:
                      for t in self.engine.skip_taps}  # fmt: skip
             out = self.decode(target, x.shape[-2:], padded, skips)
             if refine:
-                stats = painting_stats(self.encoder, [s.to(self.device) for s in styles], weights)
-                out = run_refine(self.encoder, x.to(self.device), out, stats, refine, alpha)
+                painting = painting_stats(self.encoder, [s.to(self.device) for s in styles], weights)
+                out = run_refine(self.encoder, x.to(self.device), out, painting, refine, alpha)
         else:
             m = torch.stack(list(masks)) if not isinstance(masks, torch.Tensor) else masks
             m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))[:, 0]
