@@ -131,7 +131,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="STEPS",
-        help="after the decoder, STEPS steps of the training loss on the picture itself (beyond the paper): "
+        help="after the decoder, STEPS steps of the paper's loss on the picture itself (beyond the paper): "
         "firmer strokes and more of the painting's palette, about 2 s per step at 512 px on a 2-core CPU "
         "(EVALUATION.md, 'Refinement'); 10 is a good start, 0 is off (default: 0)",
     )
