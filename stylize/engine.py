@@ -13,9 +13,10 @@
 - Tiles: images larger than `tile` px on a side are encoded and decoded in overlapping
   tiles whose margins cover the networks' receptive fields, so the tiles give the numbers
   one pass would (no seams) in bounded memory; AdaIN still sees the whole image.
-- Skips (a decoder that also takes the photo's shallow taps): only relu4_1 and the shallow
-  taps' statistics are kept whole; decoding encodes each tile's shallow taps again and applies
-  AdaIN to them there (relu2_1 held whole would take 4x the memory of relu4_1).
+- Skips (a decoder that also takes the photo's shallow taps): an image that fits one tile keeps
+  its shallow taps from encoding for decoding; a larger one keeps only relu4_1 and the taps'
+  statistics whole, and decoding encodes each tile's shallow taps again and applies AdaIN to them
+  there (relu2_1 held whole would take 4x the memory of relu4_1).
 """
 
 from __future__ import annotations
@@ -149,14 +150,22 @@ class Engine(nn.Module):
         self.tile = tile or (2048 if device.type == "cuda" else 1024)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Stats]]:
-        """relu4_1 features (in the engine's dtype) of images whose sides are multiples of 8, and
-        the channel (mean, std) over each image of every shallow tap the decoder takes."""
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Stats], dict[str, torch.Tensor] | None]:
+        """relu4_1 features (in the engine's dtype) of images whose sides are multiples of 8, the
+        channel (mean, std) over each image of every shallow tap the decoder takes, and, when the
+        image fits one tile, those taps themselves (for `decode`, which then need not encode them
+        again: a fifth of the time at 512 px); else None."""
         x = x.to(self.device, self.dtype, memory_format=self.memory_format)
-        feats, *sums = tiled(self._encode, [x], self.tile, ENCODER_MARGIN, sums=2 * len(self.skip_taps))
+        keep = bool(self.skip_taps) and max(x.shape[-2:]) <= self.tile
+
+        def fn(x: torch.Tensor) -> list[torch.Tensor]:
+            return self._encode(x, keep)
+
+        feats, *outs = tiled(fn, [x], self.tile, ENCODER_MARGIN, sums=2 * len(self.skip_taps))
+        kept, sums = (outs[: len(self.skip_taps)], outs[len(self.skip_taps) :]) if keep else ([], outs)
         count = x.shape[-2] * x.shape[-1]
         stats = [_stats(*sums[2 * i : 2 * i + 2], count / SKIP_SCALE[t] ** 2) for i, t in enumerate(self.skip_taps)]
-        return feats, dict(zip(self.skip_taps, stats))
+        return feats, dict(zip(self.skip_taps, stats)), dict(zip(self.skip_taps, kept)) if keep else None
 
     @torch.no_grad()
     def region_stats(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> dict[str, list[Stats]]:
@@ -187,11 +196,13 @@ class Engine(nn.Module):
         image: torch.Tensor | None = None,
         adain: dict[str, Callable[..., torch.Tensor]] | None = None,
         weights: dict[str, torch.Tensor] | None = None,
+        taps: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Images (float32, unclamped) from relu4_1 features, 8x their size. A decoder with skips
-        also takes the `image` the features are of: tile by tile its shallow taps are encoded
-        again and mapped by `adain[tap](f)` (or `adain[tap](f, w)`, with `weights[tap]` on the
-        tap's grid), so they are never held whole."""
+        also takes the `image` the features are of: its shallow taps, from `taps` (what `encode`
+        kept of a one-tile image) or else encoded again tile by tile, so a large image's are never
+        held whole, are mapped by `adain[tap](f)` (or `adain[tap](f, w)`, with `weights[tap]` on
+        the tap's grid)."""
         inputs = [feats.to(self.device, self.dtype, memory_format=self.memory_format)]
         if self.skip_taps:
             if image is None or adain is None:
@@ -202,19 +213,22 @@ class Engine(nn.Module):
         def fn(x: torch.Tensor, image: torch.Tensor | None = None, *ws: torch.Tensor) -> tuple[torch.Tensor]:
             shallow = {}
             if image is not None:
-                fs = self._shallow(image)
+                fs = [taps[t] for t in self.skip_taps] if taps else self._shallow(image)
                 for i, (t, f) in enumerate(zip(self.skip_taps, fs, strict=True)):
                     shallow[t] = (adain[t](f, ws[i]) if ws else adain[t](f)).to(self.dtype)
             return (self._decode(x, shallow),)
 
+        if taps:  # the image fit one tile when encoded, so it does now (tiles here are tile // 8 cells)
+            return fn(*inputs)[0].float()
         margin = SKIP_MARGIN if self.skip_taps else DECODER_MARGIN
         return tiled(fn, inputs, self.tile // 8, margin)[0].float()
 
-    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """relu4_1, then each skip tap's sum and sum of squares (for its statistics)."""
+    def _encode(self, x: torch.Tensor, keep: bool) -> list[torch.Tensor]:
+        """relu4_1, the skip taps if `keep`, then each skip tap's sum and sum of squares (for its statistics)."""
         x, taps = self._run_encoder(x, stop_at_skips=False)
-        taps = [taps[t].float() for t in self.skip_taps]
-        return [x] + [s for f in taps for s in (f, f * f)]
+        kept = [taps[t] for t in self.skip_taps] if keep else []
+        f32 = [taps[t].float() for t in self.skip_taps]
+        return [x, *kept] + [s for f in f32 for s in (f, f * f)]
 
     def _shallow(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The skip taps' features, encoding only as deep as the deepest."""

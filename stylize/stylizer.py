@@ -57,6 +57,7 @@ class Encoded(NamedTuple):
     image: torch.Tensor  # as given: (3, H, W) or (N, 3, H, W)
     feats: torch.Tensor  # relu4_1 of the image padded to a multiple of 8, on the Stylizer's device
     shallow: dict[str, Stats] | None = None  # channel (mean, std) of the shallow taps a decoder with skips takes
+    taps: dict[str, torch.Tensor] | None = None  # those taps themselves, when the image fits one of the engine's tiles
 
 
 Style = torch.Tensor | StyleStats  # an image (3, H, W) or its statistics
@@ -95,7 +96,7 @@ class Stylizer:
 
     def style_stats(self, style: torch.Tensor) -> StyleStats:
         """Encode a style image once; reuse the result for any number of contents."""
-        feats, shallow = self.engine.encode(_pad8(_batched(style)))
+        feats, shallow, _ = self.engine.encode(_pad8(_batched(style)))
         return StyleStats(*mean_std(feats), shallow)
 
     def encode(self, content: Content) -> Encoded:
@@ -140,7 +141,7 @@ class Stylizer:
         if preserve_color is not None:
             return self._preserving_color(content, styles, alpha, weights, masks, preserve_color, refine)
         stats = [self._as_stats(s) for s in styles]
-        image, feats, shallow = self.encode(content)
+        image, feats, shallow, taps = self.encode(content)
         x = _batched(image)
         padded = _pad8(x.to(self.device)) if self.engine.skip_taps else None
         deep = [s.at("relu4_1") for s in stats]
@@ -148,7 +149,7 @@ class Stylizer:
             target = adain(feats, *mix_stats(deep, weights), alpha)
             skips = {t: TapAdain.of([shallow[t]], [mix_stats([s.at(t) for s in stats], weights)], alpha)
                      for t in self.engine.skip_taps}  # fmt: skip
-            out = self.decode(target, x.shape[-2:], padded, skips)
+            out = self.decode(target, x.shape[-2:], padded, skips, taps=taps)
             if refine:
                 painting = painting_stats(self.encoder, [s.to(self.device) for s in styles], weights)
                 out = run_refine(self.encoder, x.to(self.device), out, painting, refine, alpha)
@@ -160,7 +161,7 @@ class Stylizer:
             w = {t: region_weights(m, grid, len(stats)) for t, grid in grids.items()}
             regions = self.engine.region_stats(padded, w) if w else {}
             skips = {t: TapAdain.of(regions[t], [s.at(t) for s in stats], alpha) for t in self.engine.skip_taps}
-            out = self.decode(target, x.shape[-2:], padded, skips, w)
+            out = self.decode(target, x.shape[-2:], padded, skips, w, taps)
         return out if image.dim() == 4 else out[0]
 
     def mix(self, styles: Sequence[Style], weights: Sequence[float] | None = None) -> StyleStats:
@@ -180,10 +181,12 @@ class Stylizer:
         padded: torch.Tensor | None = None,
         skips: dict[str, TapAdain] | None = None,
         weights: dict[str, torch.Tensor] | None = None,
+        taps: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Decode relu4_1 features of an image padded by `_pad8` back to that image's `size`; a
-        decoder with skips also takes the `padded` image and the AdaIN at each skip tap."""
-        return self.engine.decode(target, padded, skips, weights)[..., : size[0], : size[1]].clamp_(0, 1)
+        decoder with skips also takes the `padded` image, the AdaIN at each skip tap, and the
+        image's `taps` if its encoding kept them."""
+        return self.engine.decode(target, padded, skips, weights, taps)[..., : size[0], : size[1]].clamp_(0, 1)
 
     def _preserving_color(
         self,

@@ -113,7 +113,7 @@ def stylize_frames(
     """Stylize a batch of consecutive frames (N, 3, H, W), carrying `t` from batch to batch."""
     x = _batched(frames).to(stylizer.device)
     with torch.no_grad():
-        _, feats, shallow = stylizer.encode(x)
+        _, feats, shallow, taps = stylizer.encode(x)
         stats, t.stats["relu4_1"] = smooth_stats(mean_std(feats), t.stats.get("relu4_1"), smoothing)
         target = adain(feats, *style.at("relu4_1"), alpha, content_stats=stats)
         skips = {}
@@ -121,7 +121,7 @@ def stylize_frames(
             stats, t.stats[tap] = smooth_stats(own, t.stats.get(tap), smoothing)
             skips[tap] = TapAdain.of([stats], [style.at(tap)], alpha)
         padded = _pad8(x) if skips else None
-        return steady(stylizer.decode(target, x.shape[-2:], padded, skips), x, t, smoothing)
+        return steady(stylizer.decode(target, x.shape[-2:], padded, skips, taps=taps), x, t, smoothing)
 
 
 def read_frames(container, stream, transform: Callable[[torch.Tensor], torch.Tensor], audio_out, out) -> Iterator:  # noqa: ANN001

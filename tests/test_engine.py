@@ -62,14 +62,19 @@ def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps):
     x = torch.rand(2, 3, 96, 128)  # large enough for NNPACK in the first layers and the last ones
     with torch.no_grad():
         taps = enc(x)
-        feats, stats = eng.encode(x)
+        feats, stats, kept = eng.encode(x)
         assert rel_err(feats, taps["relu4_1"]) < 1e-4
         assert set(stats) == set(skip_taps)
         for tap, (mean, std) in stats.items():
             assert rel_err(mean, mean_std(taps[tap])[0]) < 1e-4 and rel_err(std, mean_std(taps[tap])[1]) < 1e-4
+        if skip_taps:  # one tile: the taps come back for decoding
+            assert set(kept) == set(skip_taps) and all(rel_err(kept[t], taps[t]) < 1e-4 for t in skip_taps)
+        else:
+            assert kept is None
         maps = skip_adain(taps, skip_taps)
         want = dec(taps["relu4_1"], {t: maps[t](taps[t]) for t in skip_taps})
         assert rel_err(eng.decode(feats, x, maps), want) < 1e-4
+        assert rel_err(eng.decode(feats, x, maps, taps=kept), want) < 1e-4
 
 
 @pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
@@ -77,13 +82,14 @@ def test_tiles_give_the_numbers_of_one_pass(skip_taps):
     enc, dec = nets(1, skip_taps)
     whole, tiles = Engine(enc, dec, CPU, tile=4096), Engine(enc, dec, CPU, tile=64)
     x = torch.rand(1, 3, 200, 136)  # 4 x 3 tiles of ~64 px, uneven last ones
-    feats, stats = whole.encode(x)
-    tiled_feats, tiled_stats = tiles.encode(x)
+    feats, stats, kept = whole.encode(x)
+    tiled_feats, tiled_stats, tiled_kept = tiles.encode(x)
     assert rel_err(tiled_feats, feats) < 1e-4
+    assert tiled_kept is None  # a large image's taps are never held whole
     for tap in skip_taps:
         assert all(rel_err(a, b) < 1e-5 for a, b in zip(tiled_stats[tap], stats[tap]))
     maps = skip_adain(enc(x), skip_taps)
-    assert rel_err(tiles.decode(feats, x, maps), whole.decode(feats, x, maps)) < 1e-4
+    assert rel_err(tiles.decode(feats, x, maps), whole.decode(feats, x, maps, taps=kept)) < 1e-4
 
 
 def test_skips_with_masks_in_tiles_give_the_numbers_of_one_pass():
