@@ -40,6 +40,9 @@ class TrainConfig:
     # Laplacian loss: MSE between the edges (Laplacian of 4x4-pixel averages) of the painted photo
     # and of the photo; holds the photo's shapes, which the relu4_1 content loss lets swirl
     laplacian_weight: float = 0.0
+    # SSIM loss: 1 - SSIM between the luminances of the painted photo and the photo; holds its local
+    # structure and leaves the colours and strokes to the painting
+    ssim_weight: float = 0.0
     # beyond the paper: the decoder also takes the photo's AdaIN'd features of these shallow taps
     # (any of relu1_1, relu2_1, relu3_1; stylize.models.Decoder), through skips that start at zero
     skip_taps: list[str] = field(default_factory=list)
@@ -113,7 +116,9 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     ):  # fmt: skip
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
-    for key in ("style_image_size", "identity_weight", "identity_images", "laplacian_weight", "recon_steps"):
+    for key in (
+        "style_image_size", "identity_weight", "identity_images", "laplacian_weight", "ssim_weight", "recon_steps"
+    ):  # fmt: skip
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
     if not 0 <= cfg.ema_decay < 1:

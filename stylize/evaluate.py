@@ -38,7 +38,6 @@ from datetime import date
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -53,7 +52,7 @@ from stylize.images import (
     resize_short,
     tensor_to_pil,
 )
-from stylize.losses import split_stats, tap_stats
+from stylize.losses import split_stats, ssim, tap_stats
 from stylize.models import STYLE_TAPS, Encoder
 from stylize.stylizer import STYLE_SIZE, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_encoder, sha256
@@ -71,19 +70,6 @@ def pick(folder: Path, n: int) -> list[Path]:
         raise FileNotFoundError(f"{folder}: no images found")
     step = max(1, len(files) / n)
     return [files[int(i * step)] for i in range(min(n, len(files)))]
-
-
-def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """SSIM of two luminance images (1, H, W) in [0, 1]: Gaussian window 11, sigma 1.5 (Wang et al. 2004)."""
-    g = torch.exp(-((torch.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
-    win = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
-    a, b = a[None], b[None]
-    mu_a, mu_b = F.conv2d(a, win), F.conv2d(b, win)
-    var_a, var_b = F.conv2d(a * a, win) - mu_a**2, F.conv2d(b * b, win) - mu_b**2
-    cov = F.conv2d(a * b, win) - mu_a * mu_b
-    c1, c2 = 0.01**2, 0.03**2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
-    return s.mean().item()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -123,7 +109,7 @@ class Judge:
             "style": sum(layers.values()) / len(layers),
             **{f"style_{tap}": d for tap, d in layers.items()},
             "content": ((f - fc).norm() / fc.norm()).item(),
-            "ssim": ssim(luminance(out), photo["luma"]),
+            "ssim": ssim(luminance(out)[None], photo["luma"][None]).item(),
             "colour_gap": (out.mean((1, 2)) - painting["rgb"]).norm().item(),
         }
         if painting["embedding"] is not None:
@@ -171,7 +157,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         photo = {"relu4_1": judge.taps(x)["relu4_1"], "luma": luminance(x)}
         encoded = stylizer.encode(x)
         back = stylizer.stylize(encoded, stylizer.style_stats(x), alpha=0.0)
-        recon.append({"photo": path.name, "psnr": psnr(back, x), "ssim": ssim(luminance(back), photo["luma"])})
+        back_ssim = ssim(luminance(back)[None], photo["luma"][None]).item()
+        recon.append({"photo": path.name, "psnr": psnr(back, x), "ssim": back_ssim})
         for j, ppath in enumerate(paintings):
             style = styles[ppath]
             ours = stylizer.stylize(encoded, style["image"], refine=args.refine)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from stylize.controls import luminance
 from stylize.models import STYLE_TAPS, TAP_CHANNELS, mean_std
 
 STATS_SIZE = 2 * sum(TAP_CHANNELS.values())  # a painting's means and stds at every tap, flattened
@@ -68,3 +69,25 @@ def laplacian_loss(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     4-pixel blocks, which the relu4_1 content loss leaves loose (the decoder swirls them), and
     leaves the finer texture free for the painting's strokes."""
     return F.mse_loss(laplacian(out), laplacian(image))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean SSIM of images (N, 1, H, W) in [0, 1]: Gaussian window 11, sigma 1.5 (Wang et al. 2004)."""
+    g = torch.exp(-((torch.arange(11, device=a.device) - 5.0) ** 2) / (2 * 1.5**2))
+    win = (g[:, None] * g[None, :] / g.sum() ** 2)[None, None]
+    a, b = a.float(), b.float()
+    mu_a, mu_b = F.conv2d(a, win), F.conv2d(b, win)
+    var_a, var_b = F.conv2d(a * a, win) - mu_a**2, F.conv2d(b * b, win) - mu_b**2
+    cov = F.conv2d(a * b, win) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return s.mean()
+
+
+def ssim_loss(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM between the luminances of the output and the photo it was painted from: holds the
+    photo's local structure (contrast and correlation in 11-px windows) and leaves the colours to
+    the painting. Beside the style loss, on the decoder's pictures, the independent style embedding
+    came as close to the painting's as without it while SSIM rose instead of falling
+    (EVALUATION.md, "What holds the photo")."""
+    return 1 - ssim(luminance(out), luminance(image))

@@ -42,6 +42,7 @@ from stylize.losses import (
     laplacian_loss,
     reconstruction_loss,
     split_stats,
+    ssim_loss,
     style_loss,
     tap_stats,
 )
@@ -74,13 +75,15 @@ def losses(
     identity: int = 0,
     layer_weights: Sequence[float] = PAPER_TAP_WEIGHTS,
     laplacian: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(content loss, style loss, identity loss, Laplacian loss) of decoding the AdaIN target of a
-    batch of pairs, from the photos' relu4_1 `feats` and the paintings' `stats`. The identity loss
-    is the L1 distance to the first `identity` photos of their own features decoded (alpha 0), in
-    the same decoder call; `layer_weights` weigh the style taps; the Laplacian loss (0 unless
-    `laplacian`) compares the painted photos' edges with theirs. Without `stats`, (reconstruction
-    loss of all the photos, 0, 0, 0). A decoder with skips also gets the photos' shallow taps,
+    ssim: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(content loss, style loss, identity loss, Laplacian loss, SSIM loss) of decoding the AdaIN
+    target of a batch of pairs, from the photos' relu4_1 `feats` and the paintings' `stats`. The
+    identity loss is the L1 distance to the first `identity` photos of their own features decoded
+    (alpha 0), in the same decoder call; `layer_weights` weigh the style taps; the Laplacian loss
+    (0 unless `laplacian`) compares the painted photos' edges with theirs, the SSIM loss (0 unless
+    `ssim`) their luminance structure. Without `stats`, (reconstruction loss of all the photos, 0,
+    0, 0, 0). A decoder with skips also gets the photos' shallow taps,
     AdaIN'd like relu4_1 (as they are for the identity and the reconstruction)."""
     zero = torch.zeros((), device=feats.device)
     skip_taps = getattr(decoder, "module", decoder).skip_taps  # under DDP, the decoder is its .module
@@ -89,7 +92,7 @@ def losses(
         with torch.no_grad():  # up to the deepest skip tap ("relu3_1" > "relu2_1"), not beyond
             photo = encoder(content, last=max(skip_taps))
     if stats is None:
-        return reconstruction_loss(decoder(feats, photo), content), zero, zero, zero
+        return reconstruction_loss(decoder(feats, photo), content), zero, zero, zero, zero
     style = split_stats(stats)
     target = adain(feats, *style["relu4_1"])
     shallow = {t: torch.cat([adain(photo[t], *style[t]), photo[t][:identity]]) for t in skip_taps}
@@ -98,7 +101,8 @@ def losses(
     out_taps = encoder(out)
     li = reconstruction_loss(own, content[:identity]) if identity else zero
     lp = laplacian_loss(out, content) if laplacian else zero
-    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li, lp
+    lx = ssim_loss(out, content) if ssim else zero
+    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li, lp, lx
 
 
 def param_groups(decoder: Decoder, skip_lr_scale: float) -> list[dict]:
@@ -136,8 +140,8 @@ def train_step(
     cfg: TrainConfig,
     lr: float,
     reconstruct: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimiser step on a batch of pairs; (loss, content, style, identity and Laplacian losses).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch of pairs; (loss, content, style, identity, Laplacian and SSIM losses).
     With `reconstruct` the decoder learns to give the photos back from their features (the styles
     are not used)."""
     device = next(model.parameters()).device
@@ -148,7 +152,7 @@ def train_step(
         if feats is None:
             feats, stats = encode(encoder, content, None if reconstruct else style)
         identity = min(cfg.identity_images, len(content)) if cfg.identity_weight else 0
-        lc, ls, li, lp = losses(
+        lc, ls, li, lp, lx = losses(
             encoder,
             model,
             content,
@@ -157,13 +161,15 @@ def train_step(
             identity,
             cfg.style_layer_weights,
             cfg.laplacian_weight > 0,
+            cfg.ssim_weight > 0,
         )
-    weighted = cfg.content_weight * lc + cfg.style_weight * ls + cfg.identity_weight * li + cfg.laplacian_weight * lp
+    photo_terms = cfg.identity_weight * li + cfg.laplacian_weight * lp + cfg.ssim_weight * lx
+    weighted = cfg.content_weight * lc + cfg.style_weight * ls + photo_terms
     loss = lc if reconstruct else weighted
     opt.zero_grad(set_to_none=True)
     loss.backward()  # under DDP this also averages the gradients over the processes
     opt.step()
-    return loss, lc, ls, li, lp
+    return loss, lc, ls, li, lp, lx
 
 
 class Batch(NamedTuple):
@@ -439,14 +445,15 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         for step in range(start, cfg.steps):
             lr = cfg.lr / (1 + cfg.lr_decay * step)
             now = stage(cfg, step)
-            loss, lc, ls, li, lp = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
+            loss, lc, ls, li, lp, lx = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
             done, seen = step + 1, seen + cfg.batch_size
             if ema:
                 ema.update(decoder, step)
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 # every rank takes part in the average; rank 0 writes it
-                loss_, lc_, ls_, li_, lp_ = mean(torch.stack([loss, lc, ls, li, lp]).detach().float(), d).tolist()
+                terms = torch.stack([loss, lc, ls, li, lp, lx]).detach().float()
+                loss_, lc_, ls_, li_, lp_, lx_ = mean(terms, d).tolist()
                 row = {
                     "step": done,
                     "images": seen,
@@ -457,6 +464,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
                     "style": ls_,
                     "identity": li_,
                     "laplacian": lp_,
+                    "ssim": lx_,
                     "seconds": round(time.time() - t0, 1),
                 }
                 if run:

@@ -1,5 +1,8 @@
+import pytest
 import torch
+from helpers import make_image
 
+from stylize.controls import luminance
 from stylize.losses import (
     STATS_SIZE,
     TAP_CHANNELS,
@@ -7,6 +10,8 @@ from stylize.losses import (
     laplacian_loss,
     reconstruction_loss,
     split_stats,
+    ssim,
+    ssim_loss,
     style_loss,
     tap_stats,
 )
@@ -69,6 +74,26 @@ def test_laplacian_loss_sees_shapes_at_4_pixels_not_finer_texture():
     assert laplacian_loss(photo + texture, photo).item() < 1e-12
     assert laplacian_loss(photo.roll(4, -1), photo).item() > 0.01  # the square moved: its edges differ
     assert laplacian_loss(photo + 0.3, photo).item() < 1e-12  # a colour shift has no edges
+
+
+def test_ssim_is_one_for_the_same_image_and_falls_with_damage():
+    y = luminance(make_image(48, 40, 1))[None]
+    assert ssim(y, y).item() == pytest.approx(1.0, abs=1e-6)
+    noisy = (y + 0.1 * torch.randn_like(y)).clamp(0, 1)
+    assert 0.2 < ssim(noisy, y).item() < 0.95
+    assert ssim(torch.full_like(y, 0.5), y).item() < 0.2
+
+
+def test_ssim_loss_holds_the_photo_s_luminance_structure_not_its_colours():
+    torch.manual_seed(0)
+    photo = make_image(40, 48, 2)[None]
+    assert ssim_loss(photo, photo).item() == pytest.approx(0.0, abs=1e-6)
+    recoloured = photo + torch.tensor([0.3, -0.1, -0.3])[:, None, None] * 0.3  # about the same luminance
+    assert ssim_loss(recoloured, photo).item() < 0.01
+    out = photo.flip(-1).requires_grad_(True)  # its shapes moved
+    loss = ssim_loss(out, photo)
+    loss.backward()
+    assert loss.item() > 0.2 and out.grad.abs().sum() > 0
 
 
 def test_gradients_reach_decoder_not_encoder():

@@ -251,12 +251,12 @@ def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features()
     enc, dec = T.Encoder(), T.Decoder()
     content, style = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
     feats, stats = T.encode(enc, content, style)
-    lc, ls, li, _ = T.losses(enc, dec, content, feats, stats, identity=2)
+    lc, ls, li, *_ = T.losses(enc, dec, content, feats, stats, identity=2)
     with torch.no_grad():
         expected = (dec(feats[:2]) - content[:2]).abs().mean()
     assert li.item() == pytest.approx(expected.item(), rel=1e-5)
     # the pairs' own losses do not change when the identity photos share the decoder call
-    lc0, ls0, li0, _ = T.losses(enc, dec, content, feats, stats)
+    lc0, ls0, li0, *_ = T.losses(enc, dec, content, feats, stats)
     assert (lc.item(), ls.item(), li0.item()) == pytest.approx((lc0.item(), ls0.item(), 0.0), rel=1e-5)
 
 
@@ -266,10 +266,10 @@ def test_train_step_weighs_the_style_taps_as_configured():
     content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     cfg = load_config(None, ["device=cpu", "style_layer_weights=[0, 0, 0, 1]"])
     opt = torch.optim.Adam(dec.parameters(), lr=0.0)  # lr 0: the decoder stays as it was
-    _, _, ls, _, _ = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
+    _, _, ls, *_ = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
     feats, stats = T.encode(enc, content, style)
-    _, only4, _, _ = T.losses(enc, dec, content, feats, stats, layer_weights=[0, 0, 0, 1])
-    _, every, _, _ = T.losses(enc, dec, content, feats, stats)
+    _, only4, *_ = T.losses(enc, dec, content, feats, stats, layer_weights=[0, 0, 0, 1])
+    _, every, *_ = T.losses(enc, dec, content, feats, stats)
     assert ls.item() == pytest.approx(only4.item(), rel=1e-4)
     assert ls.item() < 0.9 * every.item()
 
@@ -284,25 +284,26 @@ def test_identity_weight_trains_alpha_zero_and_is_logged(smoke, tmp_path):
     assert {r["identity"] for r in csv.DictReader(open(tmp_path / "plain" / "log.csv"))} == {"0.0"}
 
 
-def test_laplacian_weight_holds_the_photo_s_edges_and_is_logged(smoke, tmp_path):
+@pytest.mark.parametrize("term, index, loss_fn", [("laplacian", 3, T.laplacian_loss), ("ssim", 4, T.ssim_loss)])
+def test_the_photo_s_edge_and_structure_terms_are_its_losses_weighed_and_logged(smoke, tmp_path, term, index, loss_fn):
     torch.manual_seed(0)
     enc, dec = T.Encoder(), T.Decoder()
     content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     feats, stats = T.encode(enc, content, style)
-    *_, lp = T.losses(enc, dec, content, feats, stats, laplacian=True)
+    got = T.losses(enc, dec, content, feats, stats, **{term: True})[index]
     with torch.no_grad():
         out = dec(T.adain(feats, *T.split_stats(stats)["relu4_1"]))
-    assert lp.item() == pytest.approx(T.laplacian_loss(out, content).item(), rel=1e-5)
-    assert T.losses(enc, dec, content, feats, stats)[3].item() == 0.0  # off unless asked
-    # weighed by laplacian_weight into the loss the step follows
-    cfg = load_config(None, ["device=cpu", "content_weight=0", "style_weight=0", "laplacian_weight=3"])
+    assert got.item() == pytest.approx(loss_fn(out, content).item(), rel=1e-5)
+    assert T.losses(enc, dec, content, feats, stats)[index].item() == 0.0  # off unless asked
+    # weighed by its weight into the loss the step follows
+    cfg = load_config(None, ["device=cpu", "content_weight=0", "style_weight=0", f"{term}_weight=3"])
     before = [p.detach().clone() for p in dec.parameters()]
     opt = torch.optim.Adam(dec.parameters())
-    loss, *_, lp = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, 1e-3)
-    assert lp.item() > 0 and loss.item() == pytest.approx(3 * lp.item(), rel=1e-5)
+    loss, *terms = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, 1e-3)
+    assert terms[index].item() > 0 and loss.item() == pytest.approx(3 * terms[index].item(), rel=1e-5)
     assert any(not torch.equal(a, p) for a, p in zip(before, dec.parameters()))
-    T.train(smoke("steps=2", "laplacian_weight=1"))
-    assert all(float(r["laplacian"]) > 0 for r in csv.DictReader(open(tmp_path / "run" / "log.csv")))
+    T.train(smoke("steps=2", f"{term}_weight=1"))
+    assert all(float(r[term]) > 0 for r in csv.DictReader(open(tmp_path / "run" / "log.csv")))
 
 
 def test_a_log_from_an_older_train_py_gets_the_new_columns(smoke, tmp_path):
