@@ -2,7 +2,7 @@
 
     python -m stylize.evaluate                       # weights/decoder.pth, 20 photos x 10 paintings
     python -m stylize.evaluate --decoder runs/cpu/decoder.pth --photos 6 --paintings 4   # a quick look
-    python -m stylize.evaluate --refine 10           # ours after 10 steps of refinement (stylize.refine)
+    python -m stylize.evaluate --refine 20           # ours after 20 steps of refinement (stylize.refine)
 
 The pairs are evenly spaced picks of the sorted ../shared/data/eval folders (photos and paintings
 the training never saw), photos at 512 px on the long side. For every pair:

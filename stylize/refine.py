@@ -4,8 +4,10 @@ The decoder paints any pair in one pass, trained over many pairs: its picture li
 the minimum of the training loss for this pair. From that picture, a few Adam steps on the
 pixels (the optimisation of Gatys et al., from a good start instead of noise) bring the
 painting's statistics much closer: firmer strokes and more of its palette (EVALUATION.md,
-"Refinement"). Each step is a pass through the encoder and back at the picture's full size:
-about 2 s at 512 px on a 2-core CPU (BENCHMARKS.md, "Refinement").
+"Refinement"). The paper's loss alone blurs the photo's shapes as it does so; an SSIM term on the
+luminance holds them, so the picture gains the painting and keeps the photo (EVALUATION.md,
+"What holds the photo"). Each step is a pass through the encoder and back at the picture's full
+size: about 2 s at 512 px on a 2-core CPU (BENCHMARKS.md, "Refinement").
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import torch
 from tqdm import tqdm
 
 from stylize.controls import normalise_weights
-from stylize.losses import content_loss, split_stats, style_loss, tap_stats
+from stylize.losses import content_loss, split_stats, ssim_loss, style_loss, tap_stats
 from stylize.models import Encoder, adain
 
 REFINE_LR = 0.01  # Adam's step on pixel values in [0, 1]
 STYLE_WEIGHT = 10.0  # the paper's lambda
+SSIM_WEIGHT = 5.0  # 1 - SSIM against the photo's luminance (EVALUATION.md, "What holds the photo")
 
 
 @torch.no_grad()
@@ -42,9 +45,11 @@ def refine(
     alpha: float = 1.0,
     lr: float = REFINE_LR,
     style_weight: float = STYLE_WEIGHT,
+    ssim_weight: float = SSIM_WEIGHT,
 ) -> torch.Tensor:
     """`image` (N, 3, H, W), the decoder's picture of `content` (the same shape), after `steps`
-    Adam steps on content_loss + style_weight x style_loss, the paper's training loss for this pair.
+    Adam steps on content_loss + style_weight x style_loss (the paper's training loss for this
+    pair) + ssim_weight x ssim_loss (the content's luminance structure, which the first two blur).
     `style` is the painting's `painting_stats`; `alpha` blends both targets with the content's
     own features and statistics, as AdaIN's alpha does. A progress bar shows on a terminal."""
     with torch.no_grad():
@@ -58,6 +63,7 @@ def refine(
         for _ in tqdm(range(steps), desc="refine", unit="step", leave=False, disable=None):
             out = encoder(x)
             loss = content_loss(out["relu4_1"], target) + style_weight * style_loss(out, stats)
+            loss = loss + ssim_weight * ssim_loss(x, content)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -2,7 +2,8 @@ import pytest
 import torch
 from helpers import make_image
 
-from stylize.losses import content_loss, split_stats, style_loss
+from stylize.controls import luminance
+from stylize.losses import content_loss, split_stats, ssim, style_loss
 from stylize.models import adain
 from stylize.refine import painting_stats, refine
 from stylize.stylizer import Stylizer
@@ -28,12 +29,26 @@ def test_refine_lowers_the_training_loss_and_keeps_the_picture_valid(encoder_pat
     torch.testing.assert_close(start, content)  # the picture given is not changed in place
 
 
-def test_alpha_0_targets_the_content_itself(encoder_path):
+def noisy(content: torch.Tensor, amount: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return (content + amount * torch.randn(content.shape, generator=g)).clamp(0, 1)
+
+
+def test_the_ssim_term_holds_the_photo_s_structure(encoder_path):
+    encoder = load_encoder(encoder_path)
+    content, style = make_image(48, 48, 9)[None], make_image(40, 40, 10)
+    stats, start, luma = painting_stats(encoder, [style]), noisy(content, 0.15), luminance(content)
+    free, held = (refine(encoder, content, start, stats, steps=15, ssim_weight=w) for w in (0.0, 500.0))
+    assert ssim(luminance(held), luma).item() > ssim(luminance(free), luma).item() + 0.05
+
+
+def test_alpha_0_pulls_towards_the_content_and_alpha_1_away(encoder_path):
     encoder = load_encoder(encoder_path)
     content, style = make_image(40, 40, 3)[None], make_image(40, 40, 4)
-    out = refine(encoder, content, content, painting_stats(encoder, [style]), steps=3, alpha=0.0)
-    # at its own target the content is already the minimum: Adam's first steps barely move it
-    assert (out - content).abs().max() < 1e-3
+    start, stats = noisy(content, 0.1), painting_stats(encoder, [style])
+    own, painted = (refine(encoder, content, start, stats, steps=10, alpha=a) for a in (0.0, 1.0))
+    gap = (start - content).abs().mean()
+    assert (own - content).abs().mean() < gap < (painted - content).abs().mean()
 
 
 def test_mixed_painting_stats_are_the_weighted_sum(encoder_path):
