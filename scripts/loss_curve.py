@@ -18,7 +18,11 @@ matplotlib.use("Agg")  # files only, no screen
 import matplotlib.pyplot as plt  # noqa: E402
 
 # log columns of the AdaIN stage drawn on the left, unweighted, where a run has them
-PHOTO_TERMS = (("identity", "identity loss (L1, alpha 0)"), ("laplacian", "Laplacian loss (MSE of edges)"))
+PHOTO_TERMS = (
+    ("identity", "identity loss (L1, alpha 0)"),
+    ("laplacian", "Laplacian loss (MSE of edges)"),
+    ("ssim", "SSIM loss (1 - SSIM, luminance)"),
+)
 
 
 def read(paths: list[Path]) -> list[dict[str, str]]:
@@ -45,8 +49,8 @@ def main() -> None:
         return [int(r.get("images") or int(r["step"]) * args.batch) / 1000 for r in part]
 
     # left: the losses that hold the photo: the warm start's L1 of the photo decoded from its own
-    # features, the same L1 in the AdaIN stage (the identity loss, alpha 0), and the Laplacian loss
-    # (the photo's edges) where the stage has them
+    # features, the same L1 in the AdaIN stage (the identity loss, alpha 0), the Laplacian loss
+    # (the photo's edges) and the SSIM loss (its local structure) where the stage has them
     recon = [r for r in rows if r.get("stage", "adain") == "reconstruct"]
     adain = [r for r in rows if r.get("stage", "adain") == "adain"]
     parts = [(recon, "content", "warm start (L1)")]
