@@ -46,7 +46,7 @@ EXAMPLES = """examples:
   python infer.py --content photo.jpg --style a.jpg,b.jpg --style-weights 2,1   # a mix: 2/3 a, 1/3 b
   python infer.py --content photo.jpg --style a.jpg,b.jpg --mask person.png     # a on the white, b elsewhere
   python infer.py --content photo.jpg --style painting.jpg --preserve-color luminance
-  python infer.py --content photo.jpg --style painting.jpg --refine 20       # firmer strokes, ~40 s more on a CPU
+  python infer.py --content photo.jpg --style painting.jpg --refine 20       # firmer strokes, ~1 min more on a CPU
   python infer.py --content clip.mp4 --style painting.jpg                  # writes outputs/clip_stylized_painting.mp4
 
 Batches: each style is encoded once per run. Files that are not images are skipped and
@@ -133,7 +133,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="STEPS",
         help="after the decoder, STEPS steps of the paper's loss, plus an SSIM term that holds the photo's "
         "shapes, on the picture itself (beyond the paper): firmer strokes and more of the painting's palette, "
-        "about 2 s per step at 512 px on a 2-core CPU (EVALUATION.md, 'Refinement held by SSIM'); "
+        "about 2-3 s per step at 512 px on a 2-core CPU (EVALUATION.md, 'Refinement held by SSIM'); "
         "20 is a good start, 0 is off (default: 0)",
     )
     p.add_argument("--crop", action="store_true", help="centre-crop contents and styles to squares")

@@ -7,7 +7,7 @@ painting's statistics much closer: firmer strokes and more of its palette (EVALU
 "Refinement"). The paper's loss alone blurs the photo's shapes as it does so; an SSIM term on the
 luminance holds them, so the picture gains the painting and keeps the photo (EVALUATION.md,
 "What holds the photo"). Each step is a pass through the encoder and back at the picture's full
-size: about 2 s at 512 px on a 2-core CPU (BENCHMARKS.md, "Refinement").
+size: about 2-3 s at 512 px on a 2-core CPU (BENCHMARKS.md, "Refinement").
 """
 
 from __future__ import annotations

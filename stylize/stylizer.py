@@ -128,7 +128,7 @@ class Stylizer:
         the style to them first, "luminance" stylizes only the luminance; both need style
         images rather than StyleStats, as the matching depends on the content. `refine` > 0 takes
         that many steps of the paper's loss and an SSIM term on the picture itself
-        (`stylize.refine`: firmer strokes on the photo's shapes, about 2 s a step at 512 px on a
+        (`stylize.refine`: firmer strokes on the photo's shapes, about 2-3 s a step at 512 px on a
         2-core CPU); it needs style images, not masks."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")

@@ -61,7 +61,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # beside weights/, as in a checkout
 MIN_SIZE = 64  # the smallest output size one may ask for
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
-REFINE_STEPS = ("0", "5", "10", "20")  # --refine here: each step about 2 s at 512 px on a 2-core CPU
+REFINE_STEPS = ("0", "5", "10", "20")  # --refine here: each step about 2-3 s at 512 px on a 2-core CPU
 UPLOADS = {"content": "photo", "style": "painting", "style2": "second painting"}  # field -> name in messages
 # The page may load only what this server sends: nothing from another host, even by mistake.
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'"
