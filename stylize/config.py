@@ -47,6 +47,11 @@ class TrainConfig:
     # (any of relu1_1, relu2_1, relu3_1; stylize.models.Decoder), through skips that start at zero
     skip_taps: list[str] = field(default_factory=list)
     skip_lr_scale: float = 1.0  # the skips' learning rate relative to lr (added to a trained decoder: 10)
+    # distillation (stylize/distill.py): L1 between the decoder's pictures of distill_images pairs a
+    # step, drawn from a set of refined cache pairs in distill_dir, and their refined pictures
+    distill_weight: float = 0.0
+    distill_dir: str = ""
+    distill_images: int = 4
     # optimisation
     steps: int = 160_000
     batch_size: int = 8
@@ -117,7 +122,8 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
     for key in (
-        "style_image_size", "identity_weight", "identity_images", "laplacian_weight", "ssim_weight", "recon_steps"
+        "style_image_size", "identity_weight", "identity_images", "laplacian_weight", "ssim_weight", "recon_steps",
+        "distill_weight",
     ):  # fmt: skip
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
@@ -131,6 +137,10 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"config key 'skip_taps': each one of {', '.join(SKIP_TAPS)}, got {unknown[0]}")
     if cfg.skip_lr_scale <= 0:
         raise ConfigError(f"config key 'skip_lr_scale': must be positive, got {cfg.skip_lr_scale}")
+    if cfg.distill_weight and not (cfg.distill_dir and cfg.cache_dir):
+        raise ConfigError("config key 'distill_weight': needs distill_dir and cache_dir (its pairs index the cache)")
+    if cfg.distill_weight and cfg.distill_images <= 0:
+        raise ConfigError(f"config key 'distill_images': must be positive, got {cfg.distill_images}")
     for key in ("image_size", "style_image_size"):
         if 0 < getattr(cfg, key) < cfg.crop_size:
             raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than {key} {getattr(cfg, key)}")

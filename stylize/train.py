@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
-from stylize import cache
+from stylize import cache, distill
 from stylize.config import ConfigError, TrainConfig, load_config, to_dict
 from stylize.data import CropDataset, endless_batches
 from stylize.distributed import Dist, broadcast, device_for, from_env, mean, process_group
@@ -140,10 +140,12 @@ def train_step(
     cfg: TrainConfig,
     lr: float,
     reconstruct: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimiser step on a batch of pairs; (loss, content, style, identity, Laplacian and SSIM losses).
-    With `reconstruct` the decoder learns to give the photos back from their features (the styles
-    are not used)."""
+    refined: tuple[torch.Tensor, ...] | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """One optimiser step on a batch of pairs; (loss, content, style, identity, Laplacian, SSIM and
+    distill losses). With `reconstruct` the decoder learns to give the photos back from their
+    features (the styles are not used); `refined` is a batch of `distill.DistillBatches` for the
+    distill term."""
     device = next(model.parameters()).device
     for group in opt.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -163,13 +165,16 @@ def train_step(
             cfg.laplacian_weight > 0,
             cfg.ssim_weight > 0,
         )
+        ld = torch.zeros((), device=device)
+        if refined is not None and not reconstruct:
+            ld = distill.distill_loss(encoder, model, *(to_device(x, device) for x in refined))
     photo_terms = cfg.identity_weight * li + cfg.laplacian_weight * lp + cfg.ssim_weight * lx
-    weighted = cfg.content_weight * lc + cfg.style_weight * ls + photo_terms
+    weighted = cfg.content_weight * lc + cfg.style_weight * ls + photo_terms + cfg.distill_weight * ld
     loss = lc if reconstruct else weighted
     opt.zero_grad(set_to_none=True)
     loss.backward()  # under DDP this also averages the gradients over the processes
     opt.step()
-    return loss, lc, ls, li, lp, lx
+    return loss, lc, ls, li, lp, lx, ld
 
 
 class Batch(NamedTuple):
@@ -380,6 +385,8 @@ def batches(cfg: TrainConfig, encoder: Encoder, device: torch.device, start: int
 def train(cfg: TrainConfig) -> Path:
     """Train, resuming from `cfg.out_dir`'s checkpoint if there is one; under torchrun, as one rank."""
     d = from_env()
+    if cfg.distill_weight and d.enabled:  # its second decoder call in a step is not DDP's
+        raise ConfigError("config key 'distill_weight': the distill term trains in one process only")
     if cfg.batch_size % d.world_size:
         raise ConfigError(
             f"config key 'batch_size': {cfg.batch_size} is the global batch and must be divisible "
@@ -436,6 +443,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
             tqdm.write(f"{d.world_size} processes x batch {b} = global batch {cfg.batch_size}")
 
     data = batches(cfg, encoder, device, start, d)
+    refined = None
+    if cfg.distill_weight:  # after `batches`, which builds the cache the refined pairs index
+        refined = distill.DistillBatches(cfg.distill_dir, cfg.cache_dir, cfg.seed).batches(cfg.distill_images, start)
     pairs = sample_pairs(cfg) if run else None
     stop = StopSignals()
     done = saved = start
@@ -445,15 +455,18 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         for step in range(start, cfg.steps):
             lr = cfg.lr / (1 + cfg.lr_decay * step)
             now = stage(cfg, step)
-            loss, lc, ls, li, lp, lx = train_step(encoder, model, opt, next(data), cfg, lr, now == "reconstruct")
+            pairs_now = next(refined) if refined else None
+            loss, lc, ls, li, lp, lx, ld = train_step(
+                encoder, model, opt, next(data), cfg, lr, now == "reconstruct", pairs_now
+            )
             done, seen = step + 1, seen + cfg.batch_size
             if ema:
                 ema.update(decoder, step)
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 # every rank takes part in the average; rank 0 writes it
-                terms = torch.stack([loss, lc, ls, li, lp, lx]).detach().float()
-                loss_, lc_, ls_, li_, lp_, lx_ = mean(terms, d).tolist()
+                terms = torch.stack([loss, lc, ls, li, lp, lx, ld]).detach().float()
+                loss_, lc_, ls_, li_, lp_, lx_, ld_ = mean(terms, d).tolist()
                 row = {
                     "step": done,
                     "images": seen,
@@ -465,6 +478,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
                     "identity": li_,
                     "laplacian": lp_,
                     "ssim": lx_,
+                    "distill": ld_,
                     "seconds": round(time.time() - t0, 1),
                 }
                 if run:
