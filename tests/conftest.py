@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import ROOT, write_image
 
+from stylize.config import load_config
 from stylize.models import Decoder
 
 
@@ -45,3 +46,16 @@ def png(tmp_path: Path):
         return write_image(tmp_path / name, h, w, seed)
 
     return write
+
+
+@pytest.fixture
+def cache_cfg(tmp_path, image_dirs, encoder_path):
+    """Configs of a smoke run on the image folders, with a cache in tmp_path/cache."""
+    content, style = image_dirs
+
+    def make(*overrides: str, out: str = "run"):
+        sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}",
+                f"out_dir={tmp_path / out}", f"cache_dir={tmp_path / 'cache'}", *overrides]  # fmt: skip
+        return load_config(ROOT / "configs" / "smoke.yaml", sets)
+
+    return make

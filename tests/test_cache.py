@@ -2,32 +2,17 @@ import csv
 import json
 
 import numpy as np
-import pytest
 import torch
-from helpers import ROOT
 
 from stylize import cache
 from stylize import train as T
-from stylize.config import load_config
 from stylize.data import CropDataset
 from stylize.losses import tap_stats
 from stylize.weights import load_encoder
 
 
-@pytest.fixture
-def cfg(tmp_path, image_dirs, encoder_path):
-    content, style = image_dirs
-
-    def make(*overrides: str, out: str = "run"):
-        sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}",
-                f"out_dir={tmp_path / out}", f"cache_dir={tmp_path / 'cache'}", *overrides]  # fmt: skip
-        return load_config(ROOT / "configs" / "smoke.yaml", sets)
-
-    return make
-
-
-def test_cache_holds_the_crops_their_features_and_the_paintings_statistics(cfg):
-    c = cfg("cache_crops=2", "style_image_size=48")  # paintings at their own scale
+def test_cache_holds_the_crops_their_features_and_the_paintings_statistics(cache_cfg):
+    c = cache_cfg("cache_crops=2", "style_image_size=48")  # paintings at their own scale
     enc = load_encoder(c.encoder)
     root = cache.build(c, enc, torch.device("cpu"))
     pixels, feats, stats = (np.load(root / name) for name in cache.FILES)
@@ -45,22 +30,22 @@ def test_cache_holds_the_crops_their_features_and_the_paintings_statistics(cfg):
         assert torch.allclose(torch.from_numpy(stats[3]), tap_stats(enc(paintings[3][None]))[0], atol=1e-4)
 
 
-def test_cache_is_reused_and_rebuilt_when_what_it_was_built_from_changes(cfg):
-    enc = load_encoder(cfg().encoder)
-    root = cache.build(cfg(), enc, torch.device("cpu"))
+def test_cache_is_reused_and_rebuilt_when_what_it_was_built_from_changes(cache_cfg):
+    enc = load_encoder(cache_cfg().encoder)
+    root = cache.build(cache_cfg(), enc, torch.device("cpu"))
     meta = root / "meta.json"
     built = meta.stat().st_mtime_ns
-    cache.build(cfg(), enc, torch.device("cpu"))
+    cache.build(cache_cfg(), enc, torch.device("cpu"))
     assert meta.stat().st_mtime_ns == built  # same inputs: reused
-    cache.build(cfg("crop_size=24"), enc, torch.device("cpu"))
+    cache.build(cache_cfg("crop_size=24"), enc, torch.device("cpu"))
     assert json.loads(meta.read_text())["key"]["crop_size"] == 24
-    cache.build(cfg("crop_size=24", "style_image_size=48"), enc, torch.device("cpu"))
+    cache.build(cache_cfg("crop_size=24", "style_image_size=48"), enc, torch.device("cpu"))
     assert json.loads(meta.read_text())["key"]["style_image_size"] == 48
     assert np.load(root / "feats.npy").shape[-1] == 3
 
 
-def test_cached_batches_follow_the_sample_numbers(cfg):
-    c = cfg()
+def test_cached_batches_follow_the_sample_numbers(cache_cfg):
+    c = cache_cfg()
     cache.build(c, load_encoder(c.encoder), torch.device("cpu"))
     straight = cache.CachedBatches(c.cache_dir, c.seed).batches(2, 0)
     later = cache.CachedBatches(c.cache_dir, c.seed).batches(2, 4)
@@ -72,12 +57,12 @@ def test_cached_batches_follow_the_sample_numbers(cfg):
         assert torch.equal(whole, torch.cat(parts))
 
 
-def test_training_from_the_cache_lowers_the_loss_and_resumes_exactly(cfg, tmp_path):
-    T.train(cfg("steps=30", "lr=1e-3", "sample_every=30", "checkpoint_every=30", out="long"))
+def test_training_from_the_cache_lowers_the_loss_and_resumes_exactly(cache_cfg, tmp_path):
+    T.train(cache_cfg("steps=30", "lr=1e-3", "sample_every=30", "checkpoint_every=30", out="long"))
     loss = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "long" / "log.csv"))]
     assert sum(loss[-6:]) < 0.8 * sum(loss[:6]), loss
-    T.train(cfg("steps=6", out="straight"))
-    T.train(cfg("steps=3", out="split"))
-    T.train(cfg("steps=6", out="split"))
+    T.train(cache_cfg("steps=6", out="straight"))
+    T.train(cache_cfg("steps=3", out="split"))
+    T.train(cache_cfg("steps=6", out="split"))
     a, b = (torch.load(tmp_path / d / "decoder.pth", weights_only=True) for d in ("straight", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)

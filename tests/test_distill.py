@@ -8,27 +8,15 @@ from helpers import ROOT
 
 from stylize import cache, distill
 from stylize import train as T
-from stylize.config import ConfigError, load_config
+from stylize.config import ConfigError
 from stylize.refine import refine
 from stylize.weights import load_decoder, load_encoder
 
 
 @pytest.fixture
-def cfg(tmp_path, image_dirs, encoder_path):
-    content, style = image_dirs
-
-    def make(*overrides: str, out: str = "run"):
-        sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}",
-                f"out_dir={tmp_path / out}", f"cache_dir={tmp_path / 'cache'}", *overrides]  # fmt: skip
-        return load_config(ROOT / "configs" / "smoke.yaml", sets)
-
-    return make
-
-
-@pytest.fixture
-def built(cfg, decoder_path, tmp_path):
+def built(cache_cfg, decoder_path, tmp_path):
     """A finished set of 5 refined pairs (batches of 2: the last one short) and its pieces."""
-    c = cfg()
+    c = cache_cfg()
     enc, dec = load_encoder(c.encoder), load_decoder(decoder_path)
     root = cache.build(c, enc, torch.device("cpu"))
     out = distill.build(root, enc, dec, decoder_path, tmp_path / "refined", pairs=5, steps=2, batch_size=2)
@@ -91,30 +79,30 @@ def test_batches_follow_the_sample_numbers_and_an_unfinished_set_is_refused(buil
         distill.DistillBatches(out, c.cache_dir, 0)
 
 
-def test_training_with_the_distill_term_pulls_towards_the_targets_and_resumes_exactly(built, cfg, tmp_path):
+def test_training_with_the_distill_term_pulls_towards_the_targets_and_resumes_exactly(built, cache_cfg, tmp_path):
     *_, out = built
     sets = [f"distill_dir={out}", "distill_images=2"]
     only = ["content_weight=0", "style_weight=0", "distill_weight=1", "steps=40", "checkpoint_every=40"]
-    T.train(cfg(*sets, *only, "sample_every=40", out="only"))
+    T.train(cache_cfg(*sets, *only, "sample_every=40", out="only"))
     rows = list(csv.DictReader(open(tmp_path / "only" / "log.csv")))
     ld = [float(r["distill"]) for r in rows]
     assert sum(ld[-8:]) < 0.8 * sum(ld[:8]), ld
     assert [float(r["loss"]) for r in rows] == pytest.approx(ld, rel=1e-5)  # the only term, weight 1
-    T.train(cfg(*sets, "distill_weight=5", "steps=4", out="straight"))
-    T.train(cfg(*sets, "distill_weight=5", "steps=2", out="split"))
-    T.train(cfg(*sets, "distill_weight=5", "steps=4", out="split"))
+    T.train(cache_cfg(*sets, "distill_weight=5", "steps=4", out="straight"))
+    T.train(cache_cfg(*sets, "distill_weight=5", "steps=2", out="split"))
+    T.train(cache_cfg(*sets, "distill_weight=5", "steps=4", out="split"))
     a, b = (torch.load(tmp_path / d / "decoder.pth", weights_only=True) for d in ("straight", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert all(float(r["distill"]) > 0 for r in csv.DictReader(open(tmp_path / "split" / "log.csv")))
 
 
-def test_the_distill_term_needs_its_set_and_the_cache(cfg, tmp_path):
+def test_the_distill_term_needs_its_set_and_the_cache(cache_cfg, tmp_path):
     with pytest.raises(ConfigError, match="distill_dir and cache_dir"):
-        cfg("distill_weight=1")
+        cache_cfg("distill_weight=1")
     with pytest.raises(ConfigError, match="distill_images"):
-        cfg("distill_weight=1", f"distill_dir={tmp_path}", "distill_images=0")
+        cache_cfg("distill_weight=1", f"distill_dir={tmp_path}", "distill_images=0")
     with pytest.raises(FileNotFoundError, match="no finished set"):
-        T.train(cfg("distill_weight=1", f"distill_dir={tmp_path / 'none'}"))
+        T.train(cache_cfg("distill_weight=1", f"distill_dir={tmp_path / 'none'}"))
 
 
 def test_the_command_says_what_is_missing(tmp_path, capsys, image_dirs, encoder_path):
