@@ -455,9 +455,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
         for step in range(start, cfg.steps):
             lr = cfg.lr / (1 + cfg.lr_decay * step)
             now = stage(cfg, step)
-            pairs_now = next(refined) if refined else None
+            refined_batch = next(refined) if refined else None
             loss, lc, ls, li, lp, lx, ld = train_step(
-                encoder, model, opt, next(data), cfg, lr, now == "reconstruct", pairs_now
+                encoder, model, opt, next(data), cfg, lr, now == "reconstruct", refined_batch
             )
             done, seen = step + 1, seen + cfg.batch_size
             if ema:

@@ -56,7 +56,6 @@ def test_a_stopped_build_goes_on_where_it_stopped_and_another_key_starts_afresh(
         distill.build(c.cache_dir, enc, dec, decoder_path, other, pairs=5, steps=2, batch_size=2)
     assert json.loads((other / "meta.json").read_text())["done"] == 2
     monkeypatch.setattr(distill, "refine", refine)
-    calls.clear()
     distill.build(c.cache_dir, enc, dec, decoder_path, other, pairs=5, steps=2, batch_size=2)
     assert np.abs(np.load(other / "targets.npy").astype(int) - whole).max() <= 1
     distill.build(c.cache_dir, enc, dec, decoder_path, other, pairs=5, steps=1, batch_size=2)
