@@ -8,6 +8,7 @@ torchrun each process takes its own slice of every step's samples.
 
 from __future__ import annotations
 
+import signal
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,15 @@ class CountingSampler(Sampler[int]):
             step += 1
 
 
+def _leave_stops_to_the_main_process(worker_id: int) -> None:
+    """A loader worker ignores Ctrl-C and SIGTERM: they reach it too (Ctrl-C signals the terminal's
+    whole process group, schedulers and `pkill -f` every process of the job), and a worker killed
+    mid-step would make the main process fail with a traceback instead of checkpointing and
+    stopping. The main process shuts the workers down when it stops; they also exit when it dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def endless_batches(
     dataset: CropDataset, batch_size: int, start_step: int, num_workers: int, rank: int = 0, world_size: int = 1
 ) -> Iterator[torch.Tensor]:
@@ -106,5 +116,6 @@ def endless_batches(
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
+        worker_init_fn=_leave_stops_to_the_main_process,
     )
     return iter(loader)

@@ -112,10 +112,10 @@ def test_empty_data_folder_is_a_clear_error(tmp_path, encoder_path, capsys):
     assert f"{tmp_path / 'nothing'}: no images found" in err
 
 
-def train_command(cfg_dir, image_dirs, encoder_path, steps: int) -> list[str]:
+def train_command(cfg_dir, image_dirs, encoder_path, steps: int, *overrides: str) -> list[str]:
     content, style = image_dirs
     sets = [f"content_dir={content}", f"style_dir={style}", f"encoder={encoder_path}", f"out_dir={cfg_dir}",
-            f"steps={steps}", "checkpoint_every=2", "sample_every=1000", "threads=1"]  # fmt: skip
+            f"steps={steps}", "checkpoint_every=2", "sample_every=1000", "threads=1", *overrides]  # fmt: skip
     return [sys.executable, str(ROOT / "train.py"), "--config", str(ROOT / "configs" / "smoke.yaml")] + [
         arg for s in sets for arg in ("--set", s)
     ]
@@ -163,6 +163,22 @@ def test_sigterm_then_sigkill_then_resume_to_the_end(tmp_path, image_dirs, encod
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == steps
     assert [int(r["step"]) for r in csv.DictReader(open(out / "log.csv"))] == list(range(1, steps + 1))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_process_group_still_checkpoints(tmp_path, image_dirs, encoder_path, signum):
+    """Ctrl-C signals every process of the terminal's group, and schedulers (or `pkill -f`) the data
+    loader's workers as well as the main process: the workers must leave the stop to it."""
+    out = tmp_path / "run"
+    cmd = train_command(out, image_dirs, encoder_path, 10_000, "num_workers=1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    wait_for(lambda: (out / "checkpoint.pt").exists(), proc)
+    os.killpg(proc.pid, signum)
+    text = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130 and "interrupted: checkpoint at step" in text, text
+    assert "Traceback" not in text, text
 
 
 def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(smoke, capsys):
