@@ -161,7 +161,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r}: expected key=value")
-        data[key.strip()] = yaml.safe_load(value)
+        data[key.strip()] = yaml.safe_load(value) if value.strip() else ""  # key=: empty (cache_dir=: no cache)
     return from_dict(data)
 
 
