@@ -12,13 +12,31 @@ from typing import BinaryIO
 TMP_SUFFIX = ".stylize-tmp"  # temporary files are named .NAME.PID.RANDOM.stylize-tmp
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading it means setting it: done once, at import, before any threads
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
+def temp_beside(path: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """A new temporary file in `path`'s folder (fd, name), with the permissions a plain open()
+    would give (0o666 less the umask): mkstemp's own 0o600 would keep the finished file from
+    the other users and the web server that a user's pictures are made for."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    os.fchmod(fd, 0o666 & ~UMASK)
+    return fd, tmp
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     """Open a temporary file beside `path` for writing; rename it to `path` when the block
     ends. On any error, Ctrl-C or SIGTERM included, it is removed, so a reader never sees
     half a file. (After SIGKILL it stays behind, hidden: see remove_stale_temps.)"""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX)
+    fd, tmp = temp_beside(path, f".{path.name}.{os.getpid()}.", TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

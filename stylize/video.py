@@ -4,7 +4,6 @@ statistics fixed for the whole clip, content statistics smoothed over frames aga
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from stylize.controls import TapAdain
+from stylize.files import temp_beside
 from stylize.images import pil_to_tensor, tensor_to_pil
 from stylize.models import adain, mean_std
 from stylize.stylizer import StyleStats, Stylizer, _batched, _pad8
@@ -161,7 +161,7 @@ def stylize_video(
     beside `dst` and renamed, so `dst` is whole or absent."""
     av = _av()
     dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.stem}.", suffix=dst.suffix)
+    fd, tmp = temp_beside(dst, f".{dst.stem}.", dst.suffix)
     os.close(fd)
     try:
         with av.open(str(src)) as container, av.open(tmp, "w") as out:

@@ -1,6 +1,7 @@
 """Decoding images as people have them, and failing clearly on the ones that cannot be used."""
 
 import random
+import stat
 import subprocess
 import sys
 
@@ -194,6 +195,15 @@ def test_atomic_write_leaves_nothing_when_it_fails(tmp_path):
     with pytest.raises(ImageError, match="cannot hold transparency"):
         save_image(torch.rand(4, 20, 20), tmp_path / "z.jpg")
     assert [p.name for p in tmp_path.iterdir()] == ["y.png"]
+
+
+def test_written_files_get_the_permissions_of_a_plain_open(tmp_path):
+    (tmp_path / "plain").write_bytes(b"x")  # 0o666 less the umask (0o644 where it is 0o022)
+    save_image(make_image(20, 20, 0), tmp_path / "a.png")
+    with atomic_write(tmp_path / "b.bin") as f:
+        f.write(b"x")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes["a.png"] == modes["b.bin"] == modes["plain"], modes  # not mkstemp's 0o600
 
 
 def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path):
