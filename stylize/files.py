@@ -26,7 +26,7 @@ def temp_beside(path: Path, prefix: str, suffix: str) -> tuple[int, str]:
     would give (0o666 less the umask): mkstemp's own 0o600 would keep the finished file from
     the other users and the web server that a user's pictures are made for."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-    os.fchmod(fd, 0o666 & ~UMASK)
+    os.chmod(tmp, 0o666 & ~UMASK)  # os.fchmod is not on Windows before Python 3.13
     return fd, tmp
 
 
