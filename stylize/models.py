@@ -102,8 +102,8 @@ class StyleFilm(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, stats: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(scale, shift) per modulated convolution, each (N, C, 1, 1). log1p: the statistics
-        span orders of magnitude across taps (relu1_1's ~0.1, relu4_1's ~10)."""
+        """(scale, shift) per modulated convolution, each (N, C, 1, 1). log1p: the statistics are
+        positive and skewed (5th to 95th percentile about 0.03 to 3 over the training paintings)."""
         out = self.net(torch.log1p(stats.float().clamp(min=0)))
         films, i = [], 0
         for c in FILM_CHANNELS:

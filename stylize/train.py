@@ -85,7 +85,8 @@ def losses(
     (0 unless `laplacian`) compares the painted photos' edges with theirs, the SSIM loss (0 unless
     `ssim`) their luminance structure. Without `stats`, (reconstruction loss of all the photos, 0,
     0, 0, 0). A decoder with skips also gets the photos' shallow taps,
-    AdaIN'd like relu4_1 (as they are for the identity and the reconstruction)."""
+    AdaIN'd like relu4_1 (as they are for the identity and the reconstruction); one with film the
+    paintings' `stats` (the photos' own for the identity and the reconstruction)."""
     zero = torch.zeros((), device=feats.device)
     inner = getattr(decoder, "module", decoder)  # under DDP, the decoder is its .module
     skip_taps, film = inner.skip_taps, inner.film is not None
@@ -99,8 +100,8 @@ def losses(
     style = split_stats(stats)
     target = adain(feats, *style["relu4_1"])
     shallow = {t: torch.cat([adain(photo[t], *style[t]), photo[t][:identity]]) for t in skip_taps}
-    own = own_stats(encoder, content[:identity], film and identity > 0)
-    painted = torch.cat([stats, own.to(stats.dtype)]) if own is not None else stats
+    photos = own_stats(encoder, content[:identity], film and identity > 0)
+    painted = torch.cat([stats, photos.to(stats.dtype)]) if photos is not None else stats
     out = decoder(torch.cat([target, feats[:identity]]), shallow, painted if film else None)
     out, own = out[: len(target)], out[len(target) :]
     out_taps = encoder(out)
