@@ -159,14 +159,14 @@ class Stylizer:
         else:
             m = torch.stack(list(masks)) if not isinstance(masks, torch.Tensor) else masks
             m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))[:, 0]
-            target = masked_adain(feats, deep, region_weights(m, feats.shape[-2:], len(stats)), alpha)
+            deep_w = region_weights(m, feats.shape[-2:], len(stats))
+            target = masked_adain(feats, deep, deep_w, alpha)
             grids = {t: tuple(n // SKIP_SCALE[t] for n in m.shape[-2:]) for t in self.engine.skip_taps}
             w = {t: region_weights(m, grid, len(stats)) for t, grid in grids.items()}
             regions = self.engine.region_stats(padded, w) if w else {}
             skips = {t: TapAdain.of(regions[t], [s.at(t) for s in stats], alpha) for t in self.engine.skip_taps}
             # one film for the whole picture: the paintings mixed by their regions' areas
-            area = region_weights(m, feats.shape[-2:], len(stats)).mean((1, 2, 3)).tolist()
-            style = self._film_style(stats, area, own, alpha)
+            style = self._film_style(stats, deep_w.mean((1, 2, 3)).tolist(), own, alpha)
             out = self.decode(target, x.shape[-2:], padded, skips, w, taps, style)
         return out if image.dim() == 4 else out[0]
 
