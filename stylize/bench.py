@@ -172,9 +172,8 @@ def measure(spec: dict) -> dict:
 
 def fp32_error(encoder: Encoder, decoder: Decoder, content: Path, style: Path, device: torch.device) -> dict:
     """Our output against the reference's fp32 one, on the same pair (before 8-bit rounding), both
-    with the paper's decoder (the reference has no skips or film)."""
-    paper = {k: v for k, v in decoder.state_dict().items() if not k.startswith(("skips.", "film."))}
-    decoder = load_into(Decoder(), paper, "")
+    with the paper's decoder (the reference has no skips)."""
+    decoder = load_into(Decoder(), {k: v for k, v in decoder.state_dict().items() if not k.startswith("skips.")}, "")
     c, s = ref_load(content, device), ref_load(style, device)
     stylizer = Stylizer(encoder, decoder, device)
     got = stylizer.stylize(c, stylizer.style_stats(s[0]))

@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from stylize.data import CountingSampler, CropDataset, permutation
 from stylize.files import atomic_write
-from stylize.losses import tap_stats
-from stylize.models import STATS_SIZE, Encoder
+from stylize.losses import STATS_SIZE, tap_stats
+from stylize.models import Encoder
 from stylize.weights import sha256
 
 FILES = ("content.npy", "feats.npy", "stats.npy")

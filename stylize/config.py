@@ -47,10 +47,6 @@ class TrainConfig:
     # (any of relu1_1, relu2_1, relu3_1; stylize.models.Decoder), through skips that start at zero
     skip_taps: list[str] = field(default_factory=list)
     skip_lr_scale: float = 1.0  # the skips' learning rate relative to lr (added to a trained decoder: 10)
-    # beyond the paper: the painting's statistics also scale and shift every decoder layer's channels
-    # (stylize.models.StyleFilm), through a small network that starts as the identity
-    film: bool = False
-    film_lr_scale: float = 1.0  # its learning rate relative to lr
     # distillation (stylize/distill.py): L1 between the decoder's pictures of distill_images pairs a
     # step, drawn from a set of refined cache pairs in distill_dir, and their refined pictures
     distill_weight: float = 0.0
@@ -139,9 +135,8 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(cfg.skip_taps) - set(SKIP_TAPS))
     if unknown:
         raise ConfigError(f"config key 'skip_taps': each one of {', '.join(SKIP_TAPS)}, got {unknown[0]}")
-    for key in ("skip_lr_scale", "film_lr_scale"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
+    if cfg.skip_lr_scale <= 0:
+        raise ConfigError(f"config key 'skip_lr_scale': must be positive, got {cfg.skip_lr_scale}")
     if cfg.distill_weight and not (cfg.distill_dir and cfg.cache_dir):
         raise ConfigError("config key 'distill_weight': needs distill_dir and cache_dir (its pairs index the cache)")
     if cfg.distill_weight and cfg.distill_images <= 0:

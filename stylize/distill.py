@@ -50,7 +50,7 @@ def paint(
         with torch.no_grad():
             photo = encoder(content, last=max(skip_taps))
         shallow = {t: adain(photo[t], *style[t]) for t in skip_taps}
-    return decoder(adain(feats, *style["relu4_1"]), shallow, stats)
+    return decoder(adain(feats, *style["relu4_1"]), shallow)
 
 
 def distill_loss(

@@ -13,9 +13,6 @@
 - Tiles: images larger than `tile` px on a side are encoded and decoded in overlapping
   tiles whose margins cover the networks' receptive fields, so the tiles give the numbers
   one pass would (no seams) in bounded memory; AdaIN still sees the whole image.
-- Film (a decoder that also takes the painting's statistics): each modulated layer scales and
-  shifts its output channels, the same in every tile; encoding then also sums the statistics of
-  relu1_1..relu3_1 (the film's input has every tap's, for the content too: alpha blends them).
 - Skips (a decoder that also takes the photo's shallow taps): an image that fits one tile keeps
   its shallow taps from encoding for decoding; a larger one keeps only relu4_1 and the taps'
   statistics whole, and decoding encodes each tile's shallow taps again and applies AdaIN to them
@@ -34,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize.controls import Stats
-from stylize.models import POOL_AFTER, SKIP_TAPS, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, upconv_weight
+from stylize.models import POOL_AFTER, SKIP_TAPS, VGG_CONVS, Decoder, Encoder, upconv_weight
 
 # Margins around tiles, in input pixels. The encoder's receptive field at relu4_1 is 68 px
 # (34 each side) and the decoder's about 4 feature cells each side; twice that, rounded to
@@ -93,13 +90,10 @@ class Layer(nn.Module):
         self.bias = nn.Parameter((conv.bias.repeat(4) if after_upsample else conv.bias).detach().clone(), False)
         self.nnpack = False  # set by Engine
 
-    def forward(self, x: torch.Tensor, film: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """The layer on `x`; `film` (scale, shift), each (N or 1, C, 1, 1), modulates its output before the ReLU."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         y = self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate" if self.up else "reflect"))
         y = interleave(y, h, w) if self.up else y
-        if film is not None:
-            y = y * film[0] + film[1]
         return F.relu_(y) if self.relu else y
 
     def conv(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,10 +139,6 @@ class Engine(nn.Module):
         self.skip_taps = decoder.skip_taps
         self.skips = copy.deepcopy(decoder.skips).requires_grad_(False) if decoder.skip_taps else nn.ModuleDict()
         self.joins = {SKIP_TAPS[t]: t for t in decoder.skip_taps}  # decoder layer -> the tap added after it
-        self.film = copy.deepcopy(decoder.film).requires_grad_(False) if decoder.film is not None else None
-        # the shallow taps whose statistics `encode` sums: the skips', and with film every one
-        wanted = set(self.skip_taps) | (set(STYLE_TAPS[:-1]) if self.film is not None else set())
-        self.stat_taps = tuple(t for t in STYLE_TAPS if t in wanted)
         # bf16 where tensor cores make it fast; x86 CPUs without AMX compute it slower than fp32
         self.dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         use_nnpack = device.type == "cpu" and self.dtype == torch.float32 and nnpack_works()
@@ -162,8 +152,8 @@ class Engine(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Stats], dict[str, torch.Tensor] | None]:
         """relu4_1 features (in the engine's dtype) of images whose sides are multiples of 8, the
-        channel (mean, std) over each image of every shallow tap in `stat_taps`, and, when the image
-        fits one tile, the skip taps themselves (for `decode`, which then need not encode them
+        channel (mean, std) over each image of every shallow tap the decoder takes, and, when the
+        image fits one tile, those taps themselves (for `decode`, which then need not encode them
         again: a fifth of the time at 512 px); else None."""
         x = x.to(self.device, self.dtype, memory_format=self.memory_format)
         keep = bool(self.skip_taps) and max(x.shape[-2:]) <= self.tile
@@ -171,11 +161,11 @@ class Engine(nn.Module):
         def fn(x: torch.Tensor) -> list[torch.Tensor]:
             return self._encode(x, keep)
 
-        feats, *outs = tiled(fn, [x], self.tile, ENCODER_MARGIN, sums=2 * len(self.stat_taps))
+        feats, *outs = tiled(fn, [x], self.tile, ENCODER_MARGIN, sums=2 * len(self.skip_taps))
         kept, sums = (outs[: len(self.skip_taps)], outs[len(self.skip_taps) :]) if keep else ([], outs)
         count = x.shape[-2] * x.shape[-1]
-        stats = [_stats(*sums[2 * i : 2 * i + 2], count / SKIP_SCALE[t] ** 2) for i, t in enumerate(self.stat_taps)]
-        return feats, dict(zip(self.stat_taps, stats)), dict(zip(self.skip_taps, kept)) if keep else None
+        stats = [_stats(*sums[2 * i : 2 * i + 2], count / SKIP_SCALE[t] ** 2) for i, t in enumerate(self.skip_taps)]
+        return feats, dict(zip(self.skip_taps, stats)), dict(zip(self.skip_taps, kept)) if keep else None
 
     @torch.no_grad()
     def region_stats(self, x: torch.Tensor, weights: dict[str, torch.Tensor]) -> dict[str, list[Stats]]:
@@ -207,10 +197,8 @@ class Engine(nn.Module):
         adain: dict[str, Callable[..., torch.Tensor]] | None = None,
         weights: dict[str, torch.Tensor] | None = None,
         taps: dict[str, torch.Tensor] | None = None,
-        style: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Images (float32, unclamped) from relu4_1 features, 8x their size. A decoder with film also
-        takes the `style` statistics it paints (`losses.tap_stats`, (N or 1, STATS_SIZE)). A decoder with skips
+        """Images (float32, unclamped) from relu4_1 features, 8x their size. A decoder with skips
         also takes the `image` the features are of: its shallow taps, from `taps` (what `encode`
         kept of a one-tile image) or else encoded again tile by tile, so a large image's are never
         held whole, are mapped by `adain[tap](f)` (or `adain[tap](f, w)`, with `weights[tap]` on
@@ -221,11 +209,6 @@ class Engine(nn.Module):
                 raise ValueError(f"this decoder also takes the image, for {', '.join(self.skip_taps)}")
             inputs.append(image.to(self.device, self.dtype, memory_format=self.memory_format))
             inputs += [weights[t].to(self.device, torch.float32) for t in self.skip_taps] if weights else []
-        films = []
-        if self.film is not None:
-            if style is None:
-                raise ValueError("this decoder also takes the painting's statistics (style)")
-            films = self.film(style.to(self.device, self.dtype))
 
         def fn(x: torch.Tensor, image: torch.Tensor | None = None, *ws: torch.Tensor) -> tuple[torch.Tensor]:
             shallow = {}
@@ -233,7 +216,7 @@ class Engine(nn.Module):
                 fs = [taps[t] for t in self.skip_taps] if taps else self._shallow(image)
                 for i, (t, f) in enumerate(zip(self.skip_taps, fs, strict=True)):
                     shallow[t] = (adain[t](f, ws[i]) if ws else adain[t](f)).to(self.dtype)
-            return (self._decode(x, shallow, films),)
+            return (self._decode(x, shallow),)
 
         if taps:  # the image fit one tile when encoded, so it does now (tiles here are tile // 8 cells)
             return fn(*inputs)[0].float()
@@ -241,10 +224,10 @@ class Engine(nn.Module):
         return tiled(fn, inputs, self.tile // 8, margin)[0].float()
 
     def _encode(self, x: torch.Tensor, keep: bool) -> list[torch.Tensor]:
-        """relu4_1, the skip taps if `keep`, then each stat tap's sum and sum of squares (for its statistics)."""
+        """relu4_1, the skip taps if `keep`, then each skip tap's sum and sum of squares (for its statistics)."""
         x, taps = self._run_encoder(x, stop_at_skips=False)
         kept = [taps[t] for t in self.skip_taps] if keep else []
-        f32 = [taps[t].float() for t in self.stat_taps]
+        f32 = [taps[t].float() for t in self.skip_taps]
         return [x, *kept] + [s for f in f32 for s in (f, f * f)]
 
     def _shallow(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -253,23 +236,21 @@ class Engine(nn.Module):
         return [taps[t] for t in self.skip_taps]
 
     def _run_encoder(self, x: torch.Tensor, stop_at_skips: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The encoder's last output (relu4_1, or the deepest skip tap's) and the stat taps' features."""
+        """The encoder's last output (relu4_1, or the deepest skip tap's) and the skip taps' features."""
         taps = {}
         for layer, (name, _, _) in zip(self.enc, VGG_CONVS):
             x = layer(x)
-            if "relu" + name[4:] in self.stat_taps:
+            if "relu" + name[4:] in self.skip_taps:
                 taps["relu" + name[4:]] = x
-                if stop_at_skips and set(self.skip_taps) <= set(taps):
+                if stop_at_skips and len(taps) == len(self.skip_taps):
                     break
             if name in POOL_AFTER:
                 x = F.max_pool2d(x, 2)
         return x, taps
 
-    def _decode(
-        self, x: torch.Tensor, shallow: dict[str, torch.Tensor], films: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> torch.Tensor:
+    def _decode(self, x: torch.Tensor, shallow: dict[str, torch.Tensor]) -> torch.Tensor:
         for i, layer in enumerate(self.dec):
-            x = layer(x, films[i] if i < len(films) else None)
+            x = layer(x)
             if i in self.joins:
                 tap = self.joins[i]
                 x = x + self.skips[tap](shallow[tap])

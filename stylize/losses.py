@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from stylize.controls import luminance
 from stylize.models import STYLE_TAPS, TAP_CHANNELS, mean_std
 
+STATS_SIZE = 2 * sum(TAP_CHANNELS.values())  # a painting's means and stds at every tap, flattened
 PAPER_TAP_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # each style tap's share of the style loss, as in the paper
 LAPLACIAN = torch.tensor([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 LAPLACIAN_POOL = 4  # the scale the Laplacian loss ties to the photo: edges of 4x4-pixel averages

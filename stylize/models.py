@@ -17,7 +17,6 @@ VGG_CONVS = (
 POOL_AFTER = {"conv1_2", "conv2_2", "conv3_4"}
 STYLE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
-STATS_SIZE = 2 * sum(TAP_CHANNELS.values())  # a painting's means and stds at every tap, flattened
 
 
 def conv3x3(cin: int, cout: int) -> nn.Conv2d:
@@ -84,32 +83,6 @@ def upsample_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 # after whose ReLU each joins: the first convolution at that tap's scale (1, 1/2, 1/4).
 SKIP_TAPS = {"relu1_1": 7, "relu2_1": 5, "relu3_1": 1}
 DECODER_LAYERS = 20  # the paper's decoder: convolutions, ReLUs and upsamplings, in order
-FILM_CHANNELS = (256, 256, 256, 256, 128, 128, 64, 64)  # the outputs of the decoder's convolutions but the last
-
-
-class StyleFilm(nn.Module):
-    """From a painting's statistics (`losses.tap_stats`: channel means and stds at the four style
-    taps, (N, STATS_SIZE)) to a per-channel scale and shift of each decoder convolution's output
-    before its ReLU (FiLM, Perez et al. 2018; conditional instance norm does the same per style).
-    The paper's decoder sees the painting only through the AdaIN'd features; with this, every
-    layer is told which painting it paints. Its last layer starts at zero: scales 1, shifts 0, so
-    a trained decoder paints as it did until training teaches it to use the painting."""
-
-    def __init__(self, hidden: int = 256) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(STATS_SIZE, hidden), nn.ReLU(), nn.Linear(hidden, 2 * sum(FILM_CHANNELS)))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, stats: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(scale, shift) per modulated convolution, each (N, C, 1, 1). log1p: the statistics are
-        positive and skewed (5th to 95th percentile about 0.03 to 3 over the training paintings)."""
-        out = self.net(torch.log1p(stats.float().clamp(min=0)))
-        films, i = [], 0
-        for c in FILM_CHANNELS:
-            films.append((1 + out[:, i : i + c, None, None], out[:, i + c : i + 2 * c, None, None]))
-            i += 2 * c
-        return films
 
 
 class Decoder(nn.Sequential):
@@ -120,12 +93,9 @@ class Decoder(nn.Sequential):
     With `skip_taps` (beyond the paper) it also takes the AdaIN'd features of those shallow taps
     of the photo (relu3_1: 1/4 size, relu2_1: 1/2), each added at its own scale through a 1x1
     convolution that starts at zero: a new skip leaves a trained decoder's output as it was,
-    and training teaches it how much of the photo's finer shapes to keep.
+    and training teaches it how much of the photo's finer shapes to keep."""
 
-    With `film` (beyond the paper) it also takes the painting's statistics, which scale and shift
-    each convolution's output channels (`StyleFilm`, which starts as the identity)."""
-
-    def __init__(self, skip_taps: tuple[str, ...] = (), film: bool = False) -> None:
+    def __init__(self, skip_taps: tuple[str, ...] = ()) -> None:
         up = nn.Upsample(scale_factor=2, mode="nearest")
         super().__init__(
             conv3x3(512, 256), nn.ReLU(), up,
@@ -148,22 +118,15 @@ class Decoder(nn.Sequential):
             for conv in self.skips.values():
                 nn.init.zeros_(conv.weight)
                 nn.init.zeros_(conv.bias)
-        self.film = StyleFilm() if film else None
 
     def layers(self) -> list[nn.Module]:
         """The paper's decoder, in order (the skips are not among them)."""
         return list(self)[:DECODER_LAYERS]
 
-    def forward(
-        self, x: torch.Tensor, shallow: dict[str, torch.Tensor] | None = None, style: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Decode relu4_1 features `x`; `shallow` holds the AdaIN'd features of `skip_taps`, `style`
-        the statistics a decoder with `film` paints (`losses.tap_stats`, (N or 1, STATS_SIZE))."""
+    def forward(self, x: torch.Tensor, shallow: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Decode relu4_1 features `x`; `shallow` holds the AdaIN'd features of `skip_taps`."""
         if self.skip_taps and (shallow is None or set(self.skip_taps) - set(shallow)):
             raise ValueError(f"this decoder also takes the features of {', '.join(self.skip_taps)}")
-        if self.film is not None and style is None:
-            raise ValueError("this decoder also takes the painting's statistics (style)")
-        films = self.film(style) if self.film is not None else []
         joins = {SKIP_TAPS[t]: t for t in self.skip_taps}
         upsampled, convs = False, 0
         for m in self.layers():
@@ -174,9 +137,6 @@ class Decoder(nn.Sequential):
                 x, upsampled = upsample_conv(m, x), False
             else:
                 x = m(x)
-            if isinstance(m, nn.Conv2d) and convs < len(films):
-                scale, shift = films[convs]
-                x = x * scale.to(x.dtype) + shift.to(x.dtype)
             if isinstance(m, nn.ReLU):
                 if convs - 1 in joins:
                     x = x + self.skips[joins[convs - 1]](shallow[joins[convs - 1]])

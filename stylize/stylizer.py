@@ -23,7 +23,7 @@ from stylize.controls import (
     region_weights,
 )
 from stylize.engine import SKIP_SCALE, Engine
-from stylize.models import STYLE_TAPS, Decoder, Encoder, adain, mean_std
+from stylize.models import Decoder, Encoder, adain, mean_std
 from stylize.refine import painting_stats
 from stylize.refine import refine as run_refine
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
@@ -36,7 +36,7 @@ STYLE_SIZE = 256
 
 class StyleStats(NamedTuple):
     """A style reduced to what AdaIN needs: relu4_1 channel means and stds, (1, 512, 1, 1), and
-    those of the shallow taps that the decoder also takes (if it has skips; every tap with film)."""
+    those of the shallow taps that the decoder also takes (if it has skips)."""
 
     mean: torch.Tensor
     std: torch.Tensor
@@ -56,7 +56,7 @@ class Encoded(NamedTuple):
 
     image: torch.Tensor  # as given: (3, H, W) or (N, 3, H, W)
     feats: torch.Tensor  # relu4_1 of the image padded to a multiple of 8, on the Stylizer's device
-    shallow: dict[str, Stats] | None = None  # channel (mean, std) of the engine's `stat_taps`
+    shallow: dict[str, Stats] | None = None  # channel (mean, std) of the shallow taps a decoder with skips takes
     taps: dict[str, torch.Tensor] | None = None  # those taps themselves, when the image fits one of the engine's tiles
 
 
@@ -146,13 +146,11 @@ class Stylizer:
         x = _batched(image)
         padded = _pad8(x.to(self.device)) if self.engine.skip_taps else None
         deep = [s.at("relu4_1") for s in stats]
-        own = {**(shallow or {}), "relu4_1": mean_std(feats)}
         if masks is None:
             target = adain(feats, *mix_stats(deep, weights), alpha)
             skips = {t: TapAdain.of([shallow[t]], [mix_stats([s.at(t) for s in stats], weights)], alpha)
                      for t in self.engine.skip_taps}  # fmt: skip
-            style = self._film_style(stats, weights, own, alpha)
-            out = self.decode(target, x.shape[-2:], padded, skips, taps=taps, style=style)
+            out = self.decode(target, x.shape[-2:], padded, skips, taps=taps)
             if refine:
                 painting = painting_stats(self.encoder, [s.to(self.device) for s in styles], weights)
                 out = run_refine(self.encoder, x.to(self.device), out, painting, refine, alpha)
@@ -165,26 +163,18 @@ class Stylizer:
             w = {t: region_weights(m, grid, len(stats)) for t, grid in grids.items()}
             regions = self.engine.region_stats(padded, w) if w else {}
             skips = {t: TapAdain.of(regions[t], [s.at(t) for s in stats], alpha) for t in self.engine.skip_taps}
-            # one film for the whole picture: the paintings mixed by their regions' areas
-            style = self._film_style(stats, deep_w.mean((1, 2, 3)).tolist(), own, alpha)
-            out = self.decode(target, x.shape[-2:], padded, skips, w, taps, style)
+            out = self.decode(target, x.shape[-2:], padded, skips, w, taps)
         return out if image.dim() == 4 else out[0]
 
     def mix(self, styles: Sequence[Style], weights: Sequence[float] | None = None) -> StyleStats:
         """Several styles as one, mixed in feature space by `weights` (default equal; normalised
         to sum to one); pass the result to `stylize` like any StyleStats."""
         stats = [self._as_stats(s) for s in styles]
-        shallow = {t: mix_stats([s.at(t) for s in stats], weights) for t in self.engine.stat_taps}
+        shallow = {t: mix_stats([s.at(t) for s in stats], weights) for t in self.engine.skip_taps}
         return StyleStats(*mix_stats([s.at("relu4_1") for s in stats], weights), shallow)
 
     def _as_stats(self, style: Style) -> StyleStats:
         return style if isinstance(style, StyleStats) else self.style_stats(style)
-
-    def _film_style(
-        self, stats: list[StyleStats], weights: Sequence[float] | None, content: dict[str, Stats], alpha: float
-    ) -> torch.Tensor | None:
-        """What a decoder with film paints (None without film): the styles mixed by `weights`."""
-        return film_style(self.mix(stats, weights), content, alpha) if self.engine.film is not None else None
 
     def decode(
         self,
@@ -194,13 +184,11 @@ class Stylizer:
         skips: dict[str, TapAdain] | None = None,
         weights: dict[str, torch.Tensor] | None = None,
         taps: dict[str, torch.Tensor] | None = None,
-        style: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode relu4_1 features of an image padded by `_pad8` back to that image's `size`; a
         decoder with skips also takes the `padded` image, the AdaIN at each skip tap, and the
-        image's `taps` if its encoding kept them; one with film the `style` it paints (`film_style`)."""
-        out = self.engine.decode(target, padded, skips, weights, taps, style)
-        return out[..., : size[0], : size[1]].clamp_(0, 1)
+        image's `taps` if its encoding kept them."""
+        return self.engine.decode(target, padded, skips, weights, taps)[..., : size[0], : size[1]].clamp_(0, 1)
 
     def _preserving_color(
         self,
@@ -227,17 +215,6 @@ class Stylizer:
         y = luminance(content)
         gray = self.stylize(y.expand(3, -1, -1), [gray_matched(s, y) for s in styles], alpha, **controls)
         return keep_chroma(content, gray.to(content.device))
-
-
-def film_style(style: StyleStats, content: dict[str, Stats], alpha: float) -> torch.Tensor:
-    """The statistics a decoder with film paints, as `losses.tap_stats` lays them out, (N, STATS_SIZE):
-    the style's at every tap blended by `alpha` with the content's (`content[tap]`, relu4_1 among
-    them), as AdaIN blends the features, so alpha 0 asks for the content back, as training does."""
-    parts = []
-    for tap in STYLE_TAPS:
-        for s, c in zip(style.at(tap), content[tap], strict=True):
-            parts.append((alpha * s.to(c) + (1 - alpha) * c).flatten(1))
-    return torch.cat(parts, 1)
 
 
 def _pad8(x: torch.Tensor) -> torch.Tensor:

@@ -52,7 +52,6 @@ from stylize.weights import (
     WEIGHTS_DIR,
     WeightsError,
     atomic_save,
-    has_film,
     load_decoder,
     load_encoder,
     skip_taps_of,
@@ -85,24 +84,19 @@ def losses(
     (0 unless `laplacian`) compares the painted photos' edges with theirs, the SSIM loss (0 unless
     `ssim`) their luminance structure. Without `stats`, (reconstruction loss of all the photos, 0,
     0, 0, 0). A decoder with skips also gets the photos' shallow taps,
-    AdaIN'd like relu4_1 (as they are for the identity and the reconstruction); one with film the
-    paintings' `stats` (the photos' own for the identity and the reconstruction)."""
+    AdaIN'd like relu4_1 (as they are for the identity and the reconstruction)."""
     zero = torch.zeros((), device=feats.device)
-    inner = getattr(decoder, "module", decoder)  # under DDP, the decoder is its .module
-    skip_taps, film = inner.skip_taps, inner.film is not None
+    skip_taps = getattr(decoder, "module", decoder).skip_taps  # under DDP, the decoder is its .module
     photo = {}
     if skip_taps:
         with torch.no_grad():  # up to the deepest skip tap ("relu3_1" > "relu2_1"), not beyond
             photo = encoder(content, last=max(skip_taps))
     if stats is None:
-        out = decoder(feats, photo, own_stats(encoder, content, film))
-        return reconstruction_loss(out, content), zero, zero, zero, zero
+        return reconstruction_loss(decoder(feats, photo), content), zero, zero, zero, zero
     style = split_stats(stats)
     target = adain(feats, *style["relu4_1"])
     shallow = {t: torch.cat([adain(photo[t], *style[t]), photo[t][:identity]]) for t in skip_taps}
-    photos = own_stats(encoder, content[:identity], film and identity > 0)
-    painted = torch.cat([stats, photos.to(stats.dtype)]) if photos is not None else stats
-    out = decoder(torch.cat([target, feats[:identity]]), shallow, painted if film else None)
+    out = decoder(torch.cat([target, feats[:identity]]), shallow)
     out, own = out[: len(target)], out[len(target) :]
     out_taps = encoder(out)
     li = reconstruction_loss(own, content[:identity]) if identity else zero
@@ -111,24 +105,12 @@ def losses(
     return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li, lp, lx
 
 
-@torch.no_grad()
-def own_stats(encoder: Encoder, content: torch.Tensor, film: bool) -> torch.Tensor | None:
-    """The photos' own `tap_stats`, which a decoder with film paints them back in (alpha 0), or None
-    without film."""
-    return tap_stats(encoder(content)) if film else None
-
-
-def param_groups(decoder: Decoder, skip_lr_scale: float, film_lr_scale: float = 1.0) -> list[dict]:
-    """The optimiser's groups: the decoder, its skips (if any) at `skip_lr_scale` times the lr and
-    its film (if any) at `film_lr_scale` times."""
+def param_groups(decoder: Decoder, skip_lr_scale: float) -> list[dict]:
+    """The optimiser's groups: the decoder, and its skips (if any) at `skip_lr_scale` times the lr."""
     named = dict(decoder.named_parameters())
-    parts = {"skips.": skip_lr_scale, "film.": film_lr_scale}
-    rest = [p for name, p in named.items() if not name.startswith(tuple(parts))]
-    groups = [{"params": rest}]
-    for prefix, scale in parts.items():
-        params = [p for name, p in named.items() if name.startswith(prefix)]
-        groups += [{"params": params, "lr_scale": scale}] if params else []
-    return groups
+    skips = [p for name, p in named.items() if name.startswith("skips.")]
+    rest = [p for name, p in named.items() if not name.startswith("skips.")]
+    return [{"params": rest}] + ([{"params": skips, "lr_scale": skip_lr_scale}] if skips else [])
 
 
 def memory_format(device: torch.device) -> torch.memory_format:
@@ -369,7 +351,7 @@ def save_samples(encoder: Encoder, decoder: Decoder, pairs: tuple[torch.Tensor, 
     decoder.eval()
     c, s = encoder(content), encoder(style)
     shallow = {t: adain(c[t], *mean_std(s[t])) for t in decoder.skip_taps}
-    out = decoder(adain(c["relu4_1"], *mean_std(s["relu4_1"])), shallow, tap_stats(s)).float()
+    out = decoder(adain(c["relu4_1"], *mean_std(s["relu4_1"])), shallow).float()
     decoder.train()
     make_grid([[c, s, o] for c, s, o in zip(content, style, out)], content.shape[-1]).save(path)
 
@@ -421,10 +403,10 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     torch.manual_seed(cfg.seed)
     encoder = load_encoder(cfg.encoder).to(device, memory_format=memory_format(device))
     taps = tuple(cfg.skip_taps)
-    decoder = (load_decoder(cfg.init_decoder, taps, cfg.film) if cfg.init_decoder else Decoder(taps, cfg.film)).to(
+    decoder = (load_decoder(cfg.init_decoder, taps) if cfg.init_decoder else Decoder(taps)).to(
         device, memory_format=memory_format(device)
     )
-    opt = torch.optim.Adam(param_groups(decoder, cfg.skip_lr_scale, cfg.film_lr_scale), lr=cfg.lr)
+    opt = torch.optim.Adam(param_groups(decoder, cfg.skip_lr_scale), lr=cfg.lr)
     run = Run(cfg) if d.is_main else None  # only rank 0 touches the run's files
     final = Path(cfg.out_dir) / "decoder.pth"
     start = cfg.init_step if cfg.init_decoder else 0  # a decoder trained that far already
@@ -434,12 +416,6 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
             raise CheckpointError(
                 f"{cfg.out_dir}: its checkpoint's decoder has skips from {', '.join(own) or 'no tap'}, the config "
                 f"asks for {', '.join(decoder.skip_taps) or 'none'}: set skip_taps to match, or start another "
-                "out_dir with init_decoder pointing at this checkpoint"
-            )
-        if has_film(ckpt["decoder"]) != (decoder.film is not None):
-            raise CheckpointError(
-                f"{cfg.out_dir}: its checkpoint's decoder {'takes' if has_film(ckpt['decoder']) else 'has no'} "
-                f"film, the config says film: {str(cfg.film).lower()}: set film to match, or start another "
                 "out_dir with init_decoder pointing at this checkpoint"
             )
         decoder.load_state_dict(ckpt["decoder"])

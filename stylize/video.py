@@ -16,7 +16,7 @@ from stylize.controls import TapAdain
 from stylize.files import temp_beside
 from stylize.images import pil_to_tensor, tensor_to_pil
 from stylize.models import adain, mean_std
-from stylize.stylizer import StyleStats, Stylizer, _batched, _pad8, film_style
+from stylize.stylizer import StyleStats, Stylizer, _batched, _pad8
 
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
 Stats = tuple[torch.Tensor, torch.Tensor]
@@ -114,15 +114,14 @@ def stylize_frames(
     x = _batched(frames).to(stylizer.device)
     with torch.no_grad():
         _, feats, shallow, taps = stylizer.encode(x)
-        own = {}  # the frames' statistics at every tap the engine sums, smoothed over frames
-        for tap, raw in {**(shallow or {}), "relu4_1": mean_std(feats)}.items():
-            own[tap], t.stats[tap] = smooth_stats(raw, t.stats.get(tap), smoothing)
-        target = adain(feats, *style.at("relu4_1"), alpha, content_stats=own["relu4_1"])
-        skips = {tap: TapAdain.of([own[tap]], [style.at(tap)], alpha) for tap in stylizer.engine.skip_taps}
-        film = film_style(style, own, alpha) if stylizer.engine.film is not None else None
+        stats, t.stats["relu4_1"] = smooth_stats(mean_std(feats), t.stats.get("relu4_1"), smoothing)
+        target = adain(feats, *style.at("relu4_1"), alpha, content_stats=stats)
+        skips = {}
+        for tap, own in (shallow or {}).items():
+            stats, t.stats[tap] = smooth_stats(own, t.stats.get(tap), smoothing)
+            skips[tap] = TapAdain.of([stats], [style.at(tap)], alpha)
         padded = _pad8(x) if skips else None
-        out = stylizer.decode(target, x.shape[-2:], padded, skips, taps=taps, style=film)
-        return steady(out, x, t, smoothing)
+        return steady(stylizer.decode(target, x.shape[-2:], padded, skips, taps=taps), x, t, smoothing)
 
 
 def read_frames(container, stream, transform: Callable[[torch.Tensor], torch.Tensor], audio_out, out) -> Iterator:  # noqa: ANN001

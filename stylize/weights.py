@@ -127,22 +127,15 @@ def skip_taps_of(state: Mapping[str, torch.Tensor]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k.split(".")[1] for k in state if k.startswith("skips.")))
 
 
-def has_film(state: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a decoder's weights take the painting's statistics (`models.StyleFilm`)."""
-    return any(k.startswith("film.") for k in state)
-
-
-def load_decoder(path: str | Path = DEFAULT_DECODER, skip_taps: Sequence[str] = (), film: bool = False) -> Decoder:
-    """The decoder in `path`, with the skips and film its weights have. `skip_taps` adds skips,
-    and `film` a `StyleFilm`, that start as the identity to a decoder without them (to train
-    them); its weights' own skips must match."""
+def load_decoder(path: str | Path = DEFAULT_DECODER, skip_taps: Sequence[str] = ()) -> Decoder:
+    """The decoder in `path`, with the skips its weights have. `skip_taps` adds skips that
+    start at zero to a decoder without them (to train them); its weights' own skips must match."""
     state = read_state(path)
     own = skip_taps_of(state)
     if own and skip_taps and set(own) != set(skip_taps):
         raise WeightsError(f"{path}: a decoder with skips from {', '.join(own)}, not {', '.join(skip_taps)}")
-    decoder = Decoder(own or tuple(skip_taps), film or has_film(state))
-    new = ("skips.",) * (not own) + ("film.",) * (not has_film(state))
-    fresh = {k: v for k, v in decoder.state_dict().items() if k.startswith(new)}
+    decoder = Decoder(own or tuple(skip_taps))
+    fresh = {k: v for k, v in decoder.state_dict().items() if k.startswith("skips.") and not own}
     return load_into(decoder, {**state, **fresh}, path)
 
 
@@ -314,15 +307,14 @@ def export_decoder(args: argparse.Namespace) -> None:
     run = args.run
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     state = checkpoint_decoder(ckpt)
-    decoder = load_into(Decoder(skip_taps_of(state), has_film(state)), state, run / "checkpoint.pt")
+    decoder = load_into(Decoder(skip_taps_of(state)), state, run / "checkpoint.pt")
     atomic_save({k: v.half().contiguous() for k, v in decoder.state_dict().items()}, args.out)
     losses = keep_log(run / "log.csv", args.out.with_name(args.out.stem + "_log.csv"))[-1]
     cfg = ckpt["config"]
     record = {
         "file": args.out.name,
         "what": "AdaIN decoder (relu4_1 features to RGB), float16"
-        + (f", with skips from {', '.join(decoder.skip_taps)}" if decoder.skip_taps else "")
-        + (", conditioned on the painting's statistics (FiLM)" if decoder.film is not None else ""),
+        + (f", with skips from {', '.join(decoder.skip_taps)}" if decoder.skip_taps else ""),
         "source": "trained by this project with train.py",
         "steps": ckpt["step"],
         "images_seen": ckpt.get("images_seen", ckpt["step"] * cfg["batch_size"]),

@@ -6,8 +6,7 @@ from torch import nn
 from stylize import engine
 from stylize.controls import TapAdain
 from stylize.engine import Engine, interleave, upconv_weight
-from stylize.losses import tap_stats
-from stylize.models import STATS_SIZE, Decoder, Encoder, mean_std
+from stylize.models import Decoder, Encoder, mean_std
 from stylize.stylizer import Stylizer
 
 CPU = torch.device("cpu")
@@ -20,19 +19,13 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 ALL_SKIPS = ("relu1_1", "relu2_1", "relu3_1")
 
 
-def nets(seed: int = 0, skip_taps: tuple[str, ...] = (), film: bool = False) -> tuple[Encoder, Decoder]:
+def nets(seed: int = 0, skip_taps: tuple[str, ...] = ()) -> tuple[Encoder, Decoder]:
     torch.manual_seed(seed)
-    enc, dec = Encoder(), Decoder(skip_taps, film)
+    enc, dec = Encoder(), Decoder(skip_taps)
     if skip_taps:  # skips start at zero: give them weights, so that they count
         for p in dec.skips.parameters():
             nn.init.normal_(p, std=0.1)
-    if film:  # so does the film's last layer
-        nn.init.normal_(dec.film.net[-1].weight, std=0.05)
     return enc, dec
-
-
-# the decoders the engine runs: the paper's, with skips, with skips and film
-KINDS = [((), False), (ALL_SKIPS, False), (ALL_SKIPS, True)]
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -57,22 +50,21 @@ def skip_adain(taps: dict[str, torch.Tensor], skip_taps: tuple[str, ...]) -> dic
             for t in skip_taps}  # fmt: skip
 
 
-@pytest.mark.parametrize(("skip_taps", "film"), KINDS)
+@pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
 @pytest.mark.parametrize("nnpack", [True, False])
-def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps, film):
+def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps):
     if nnpack and not engine.nnpack_works():
         pytest.skip("this torch has no working NNPACK")
-    enc, dec = nets(0, skip_taps, film)
+    enc, dec = nets(0, skip_taps)
     eng = Engine(enc, dec, CPU)
     for layer in (*eng.enc, *eng.dec):
         layer.nnpack = nnpack
     x = torch.rand(2, 3, 96, 128)  # large enough for NNPACK in the first layers and the last ones
-    style = tap_stats(enc(torch.rand(2, 3, 32, 32))) if film else None  # a painting for each image
     with torch.no_grad():
         taps = enc(x)
         feats, stats, kept = eng.encode(x)
         assert rel_err(feats, taps["relu4_1"]) < 1e-4
-        assert set(stats) == (set(ALL_SKIPS) if film else set(skip_taps))  # film takes every tap's
+        assert set(stats) == set(skip_taps)
         for tap, (mean, std) in stats.items():
             assert rel_err(mean, mean_std(taps[tap])[0]) < 1e-4 and rel_err(std, mean_std(taps[tap])[1]) < 1e-4
         if skip_taps:  # one tile: the taps come back for decoding
@@ -80,34 +72,28 @@ def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps, f
         else:
             assert kept is None
         maps = skip_adain(taps, skip_taps)
-        want = dec(taps["relu4_1"], {t: maps[t](taps[t]) for t in skip_taps}, style)
-        assert rel_err(eng.decode(feats, x, maps, style=style), want) < 1e-4
-        assert rel_err(eng.decode(feats, x, maps, taps=kept, style=style), want) < 1e-4
-    if film:
-        with pytest.raises(ValueError, match="also takes the painting's statistics"):
-            eng.decode(feats, x, maps)
+        want = dec(taps["relu4_1"], {t: maps[t](taps[t]) for t in skip_taps})
+        assert rel_err(eng.decode(feats, x, maps), want) < 1e-4
+        assert rel_err(eng.decode(feats, x, maps, taps=kept), want) < 1e-4
 
 
-@pytest.mark.parametrize(("skip_taps", "film"), KINDS)
-def test_tiles_give_the_numbers_of_one_pass(skip_taps, film):
-    enc, dec = nets(1, skip_taps, film)
+@pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
+def test_tiles_give_the_numbers_of_one_pass(skip_taps):
+    enc, dec = nets(1, skip_taps)
     whole, tiles = Engine(enc, dec, CPU, tile=4096), Engine(enc, dec, CPU, tile=64)
     x = torch.rand(1, 3, 200, 136)  # 4 x 3 tiles of ~64 px, uneven last ones
     feats, stats, kept = whole.encode(x)
     tiled_feats, tiled_stats, tiled_kept = tiles.encode(x)
     assert rel_err(tiled_feats, feats) < 1e-4
     assert tiled_kept is None  # a large image's taps are never held whole
-    for tap in stats:
+    for tap in skip_taps:
         assert all(rel_err(a, b) < 1e-5 for a, b in zip(tiled_stats[tap], stats[tap]))
     maps = skip_adain(enc(x), skip_taps)
-    style = torch.rand(1, STATS_SIZE) if film else None
-    got = tiles.decode(feats, x, maps, style=style)
-    assert rel_err(got, whole.decode(feats, x, maps, taps=kept, style=style)) < 1e-4
+    assert rel_err(tiles.decode(feats, x, maps), whole.decode(feats, x, maps, taps=kept)) < 1e-4
 
 
-@pytest.mark.parametrize("film", [False, True])
-def test_skips_with_masks_in_tiles_give_the_numbers_of_one_pass(film):
-    enc, dec = nets(3, ALL_SKIPS, film)
+def test_skips_with_masks_in_tiles_give_the_numbers_of_one_pass():
+    enc, dec = nets(3, ALL_SKIPS)
     whole, tiles = Stylizer(enc, dec, CPU, tile=4096), Stylizer(enc, dec, CPU, tile=64)
     x, styles = torch.rand(3, 200, 136), [torch.rand(3, 48, 48), torch.rand(3, 40, 56)]
     mask = torch.zeros(200, 136)
@@ -139,9 +125,9 @@ def test_a_shape_nnpack_refuses_falls_back_to_the_native_convolution(monkeypatch
     assert not eng.enc[0].nnpack
 
 
-@pytest.mark.parametrize(("skip_taps", "film"), KINDS)
-def test_a_content_encoded_once_paints_as_the_image_does(skip_taps, film):
-    stylizer = Stylizer(*nets(0, skip_taps, film), CPU)
+@pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
+def test_a_content_encoded_once_paints_as_the_image_does(skip_taps):
+    stylizer = Stylizer(*nets(0, skip_taps), CPU)
     content, style = torch.rand(3, 37, 45), torch.rand(3, 32, 32)
     stats = stylizer.style_stats(style)
     encoded = stylizer.encode(content)

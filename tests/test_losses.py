@@ -4,6 +4,7 @@ from helpers import make_image
 
 from stylize.controls import luminance
 from stylize.losses import (
+    STATS_SIZE,
     TAP_CHANNELS,
     content_loss,
     laplacian_loss,
@@ -14,7 +15,7 @@ from stylize.losses import (
     style_loss,
     tap_stats,
 )
-from stylize.models import STATS_SIZE, Decoder, Encoder
+from stylize.models import Decoder, Encoder
 
 
 def test_style_loss_zero_for_same_statistics_positive_otherwise():

@@ -262,31 +262,6 @@ def test_skips_trained_from_a_decoder_without_them_learn_and_resume(smoke, tmp_p
         T.train(smoke("steps=7", "skip_taps=[relu1_1]"))
 
 
-def test_film_trained_from_a_decoder_without_it_learns_and_resumes(smoke, tmp_path, decoder_path):
-    sets = [f"init_decoder={decoder_path}", "film=true", "film_lr_scale=10", "identity_weight=1"]
-    T.train(smoke("steps=3", *sets))
-    T.train(smoke("steps=5", *sets))  # resumes, the film's own learning rate and all
-    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert ckpt["step"] == 5
-    assert [g.get("lr_scale", 1.0) for g in ckpt["optimizer"]["param_groups"]] == [1.0, 10.0]
-    assert read_state(tmp_path / "run" / "decoder.pth")["film.net.2.weight"].any()  # it starts at zero
-    T.train(smoke("steps=2", "recon_steps=2", "film=true", out="recon"))  # the warm start too
-    with pytest.raises(T.CheckpointError, match="its checkpoint's decoder takes film, the config says film: false"):
-        T.train(smoke("steps=7", f"init_decoder={decoder_path}"))
-
-
-def test_with_film_the_identity_photos_are_painted_in_their_own_statistics():
-    torch.manual_seed(0)
-    enc, dec = T.Encoder(), T.Decoder(film=True)
-    torch.nn.init.normal_(dec.film.net[-1].weight, std=0.05)
-    content, style = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
-    feats, stats = T.encode(enc, content, style)
-    _, _, li, *_ = T.losses(enc, dec, content, feats, stats, identity=2)
-    with torch.no_grad():
-        expected = (dec(feats[:2], style=T.tap_stats(enc(content[:2]))) - content[:2]).abs().mean()
-    assert li.item() == pytest.approx(expected.item(), rel=1e-5)
-
-
 def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features():
     torch.manual_seed(0)
     enc, dec = T.Encoder(), T.Decoder()

@@ -189,18 +189,6 @@ def test_load_decoder_keeps_its_skips_and_adds_zero_ones_when_asked(tmp_path):
         W.load_decoder(skipped, ["relu3_1"])
 
 
-def test_load_decoder_keeps_its_film_and_adds_an_identity_one_when_asked(tmp_path):
-    plain, filmed = tmp_path / "plain.pth", tmp_path / "filmed.pth"
-    torch.save(Decoder().state_dict(), plain)
-    assert W.load_decoder(plain).film is None
-    dec = W.load_decoder(plain, film=True)  # to train a film for a decoder without one
-    assert not dec.film.net[-1].weight.any()
-    torch.nn.init.normal_(dec.film.net[-1].weight)
-    torch.save(dec.state_dict(), filmed)
-    again = W.load_decoder(filmed)  # the film comes with the weights
-    assert W.has_film(W.read_state(filmed)) and torch.equal(again.film.net[-1].weight, dec.film.net[-1].weight)
-
-
 def test_export_decoder_records_the_run(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
