@@ -57,6 +57,10 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 1e-4
     lr_decay: float = 5e-5  # lr / (1 + lr_decay * step), as in the reference
+    # a cooldown, for a decoder to ship: from step cooldown_start (-1: never) the lr falls linearly
+    # to 0 over cooldown_steps; run it on a copy of the run folder, which goes on at the full lr
+    cooldown_start: int = -1
+    cooldown_steps: int = 0
     # the decoder kept and shipped is an exponential moving average of the trained one with this
     # decay (0: none): at a small lr a snapshot still wanders from step to step, the average less
     ema_decay: float = 0.0
@@ -127,6 +131,9 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
     ):  # fmt: skip
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
+    if cfg.cooldown_start >= 0 and cfg.cooldown_steps <= 0:
+        msg = f"config key 'cooldown_steps': must be positive with a cooldown_start, got {cfg.cooldown_steps}"
+        raise ConfigError(msg)
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"config key 'ema_decay': must be in [0, 1), got {cfg.ema_decay}")
     w = cfg.style_layer_weights

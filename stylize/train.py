@@ -132,6 +132,14 @@ def stage(cfg: TrainConfig, step: int) -> str:
     return "reconstruct" if step < cfg.recon_steps else "adain"
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The reference's lr / (1 + lr_decay * step), times a linear fall to 0 in a cooldown."""
+    lr = cfg.lr / (1 + cfg.lr_decay * step)
+    if 0 <= cfg.cooldown_start <= step:
+        lr *= max(0.0, 1 - (step - cfg.cooldown_start) / cfg.cooldown_steps)
+    return lr
+
+
 def train_step(
     encoder: Encoder,
     model: torch.nn.Module,
@@ -453,7 +461,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device) -> Path:
     t0 = time.time()
     try:
         for step in range(start, cfg.steps):
-            lr = cfg.lr / (1 + cfg.lr_decay * step)
+            lr = learning_rate(cfg, step)
             now = stage(cfg, step)
             refined_batch = next(refined) if refined else None
             loss, lc, ls, li, lp, lx, ld = train_step(

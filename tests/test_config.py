@@ -36,6 +36,7 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("style_image_size: 128\n", "config key 'crop_size': 256 is larger than style_image_size 128"),
         ("style_image_size: -1\n", "config key 'style_image_size': must not be negative"),
         ("ema_decay: 1\n", r"config key 'ema_decay': must be in \[0, 1\), got 1.0"),
+        ("cooldown_start: 100\n", "config key 'cooldown_steps': must be positive with a cooldown_start, got 0"),
         ("- a\n- b\n", "expected a mapping"),
         ("style_layer_weights: [1, 1, 1]\n", "config key 'style_layer_weights': 4 weights"),
         ("style_layer_weights: [1, 1, -1, 1]\n", "config key 'style_layer_weights': 4 weights"),
