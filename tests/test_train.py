@@ -1,5 +1,6 @@
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -230,13 +231,16 @@ def test_a_decoder_trained_elsewhere_goes_on_from_its_step(smoke, tmp_path, deco
     assert float(rows[0]["lr"]) == pytest.approx(1e-3 / (1 + 5e-5 * 5))
 
 
-def test_a_cooldown_takes_the_lr_linearly_to_zero_from_its_step(smoke, tmp_path, decoder_path):
-    T.train(smoke("steps=10", f"init_decoder={decoder_path}", "init_step=5", "cooldown_start=6", "cooldown_steps=4"))
-    rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
-    full = [1e-3 / (1 + 5e-5 * s) for s in range(5, 10)]  # steps 6..10 train at the lr of steps 5..9
-    fall = [1, 1, 0.75, 0.5, 0.25]
-    assert [float(r["lr"]) for r in rows] == pytest.approx([lr * f for lr, f in zip(full, fall)])
+def test_a_cooldown_on_a_copy_of_the_run_takes_the_lr_linearly_to_zero(smoke, tmp_path):
+    T.train(smoke("steps=6"))
+    shutil.copytree(tmp_path / "run", tmp_path / "cool")  # as the README says: the run itself goes on
+    T.train(smoke("steps=10", "cooldown_start=6", "cooldown_steps=4", out="cool"))
+    rows = list(csv.DictReader(open(tmp_path / "cool" / "log.csv")))[6:]
+    full = [1e-3 / (1 + 5e-5 * s) for s in range(6, 10)]  # steps 7..10 train at the lr of steps 6..9
+    assert [int(r["step"]) for r in rows] == [7, 8, 9, 10]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([lr * f for lr, f in zip(full, [1, 0.75, 0.5, 0.25])])
     assert T.learning_rate(smoke("cooldown_start=6", "cooldown_steps=4"), 10) == 0.0
+    assert len(list(csv.DictReader(open(tmp_path / "run" / "log.csv")))) == 6
 
 
 def test_from_weights_goes_on_from_the_manifest(tmp_path, image_dirs, encoder_path, decoder_path, monkeypatch):
