@@ -4,7 +4,10 @@ On a CPU the frozen encoder's passes over a step's photos and paintings are abou
 of the step's time. Caching them leaves the decoder and the output's pass through VGG:
 for every photo crop its pixels (uint8) and relu4_1 features (float16), and for every
 painting crop only the channel means and stds at the four style taps (`tap_stats`), which
-is all the AdaIN loss needs of a painting: 7.7 KB a crop.
+is all the AdaIN loss needs of a painting: 7.7 KB a crop. With `cache_skips`, also the photo
+crops' features at the decoder's skip taps (float16; relu2_1 and relu3_1 of a 128 px crop: 1.5 MB),
+which a decoder with skips would otherwise encode again every step (9% of its step on a 2-core
+CPU: BENCHMARKS.md).
 
 The crops are `crops_per_image` samples per image of the same reproducible stream as
 `CropDataset` (sample k is a function of the seed and k). The cache lives in a folder of
@@ -26,7 +29,7 @@ from tqdm import tqdm
 from stylize.data import CountingSampler, CropDataset, permutation
 from stylize.files import atomic_write
 from stylize.losses import STATS_SIZE, tap_stats
-from stylize.models import Encoder
+from stylize.models import TAP_CHANNELS, Encoder
 from stylize.weights import sha256
 
 FILES = ("content.npy", "feats.npy", "stats.npy")
@@ -46,14 +49,39 @@ def cache_key(cfg, encoder_path: str) -> dict:
     }
 
 
+# a tap's spatial size relative to the crop (relu4_1's is 1/8)
+TAP_SCALE = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4}
+
+
+def cached_taps(cfg) -> tuple[str, ...]:
+    """The skip taps `cfg` caches the photo crops' features of."""
+    return tuple(cfg.skip_taps) if cfg.cache_skips else ()
+
+
 def build(cfg, encoder: Encoder, device: torch.device, batch_size: int = 32) -> Path:
-    """The cache for `cfg` in `cfg.cache_dir`, built unless an up-to-date one is there."""
+    """The cache for `cfg` in `cfg.cache_dir`, built unless an up-to-date one is there; the
+    skip taps' features are added to a cache built without them (the crops stay as they are)."""
     root = Path(cfg.cache_dir)
     key = cache_key(cfg, cfg.encoder)
-    meta = root / "meta.json"
-    if meta.exists() and json.loads(meta.read_text()).get("key") == key:
-        return root
+    meta_path = root / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta.get("key") != key:
+        meta = _build_crops(cfg, encoder, device, batch_size, root, key)
+    if missing := [t for t in cached_taps(cfg) if t not in meta.get("taps", [])]:
+        _build_taps(root, encoder, device, missing, batch_size)
+        meta["taps"] = sorted(set(meta.get("taps", [])) | set(missing))
+        _write_meta(meta_path, meta)
+    return root
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    with atomic_write(path) as f:
+        f.write(json.dumps(meta, indent=2).encode())
+
+
+def _build_crops(cfg, encoder: Encoder, device: torch.device, batch_size: int, root: Path, key: dict) -> dict:
     root.mkdir(parents=True, exist_ok=True)
+    meta = root / "meta.json"
     meta.unlink(missing_ok=True)  # the arrays below are incomplete until meta.json is back
     photos = CropDataset(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed)
     paintings = CropDataset(cfg.style_dir, cfg.painting_size, cfg.crop_size, cfg.seed + 1)
@@ -79,9 +107,28 @@ def build(cfg, encoder: Encoder, device: torch.device, batch_size: int = 32) -> 
             out["stats.npy"][i : i + len(crops)] = stats.cpu().numpy()
     for array in out.values():
         array.flush()
-    with atomic_write(meta) as f:
-        f.write(json.dumps({"key": key, "photos": n_c, "paintings": n_s}, indent=2).encode())
-    return root
+    done = {"key": key, "photos": n_c, "paintings": n_s}
+    _write_meta(meta, done)
+    return done
+
+
+def _build_taps(root: Path, encoder: Encoder, device: torch.device, taps: list[str], batch_size: int) -> None:
+    """`taps`' features of the cached photo crops, encoded from their stored 8-bit pixels (as
+    training would encode them); meta.json names them only once they are whole."""
+    pixels = np.load(root / "content.npy", mmap_mode="r")
+    n, _, size, _ = pixels.shape
+    shapes = {t: (n, TAP_CHANNELS[t], size // TAP_SCALE[t], size // TAP_SCALE[t]) for t in taps}
+    out = {t: np.lib.format.open_memmap(root / f"{t}.npy", "w+", np.float16, shape) for t, shape in shapes.items()}
+    with torch.no_grad(), tqdm(total=n, desc="cache skip taps", unit="crop", dynamic_ncols=True) as bar:
+        for i in range(0, n, batch_size):
+            x = torch.from_numpy(np.array(pixels[i : i + batch_size])).float().div(255)
+            # up to the deepest tap asked for ("relu3_1" > "relu2_1"), not beyond
+            feats = encoder(x.to(device, memory_format=torch.channels_last), last=max(taps))
+            for t in taps:
+                out[t][i : i + len(x)] = feats[t].half().cpu().numpy()
+            bar.update(len(x))
+    for array in out.values():
+        array.flush()
 
 
 def _batches(data: CropDataset, n: int, batch_size: int, desc: str) -> Iterator[tuple[int, torch.Tensor]]:
@@ -93,13 +140,15 @@ def _batches(data: CropDataset, n: int, batch_size: int, desc: str) -> Iterator[
 
 
 class CachedBatches:
-    """Endless batches from a cache: (photos, their relu4_1 features, paintings' tap stats),
-    sample k of the run taking the photo and painting crops at the k-th place of their own
-    per-pass shuffles, so resuming at a step sees what an unbroken run would."""
+    """Endless batches from a cache: (photos, their relu4_1 features, paintings' tap stats,
+    {tap: the photos' features} for `taps`), sample k of the run taking the photo and painting
+    crops at the k-th place of their own per-pass shuffles, so resuming at a step sees what an
+    unbroken run would."""
 
-    def __init__(self, root: str | Path, seed: int) -> None:
+    def __init__(self, root: str | Path, seed: int, taps: tuple[str, ...] = ()) -> None:
         root = Path(root)
         self.content, self.feats, self.stats = (np.load(root / name, mmap_mode="r") for name in FILES)
+        self.taps = {t: np.load(root / f"{t}.npy", mmap_mode="r") for t in taps}
         self.seed = seed
         self._orders: dict[tuple[int, int], list[int]] = {}
 
@@ -112,7 +161,7 @@ class CachedBatches:
 
     def batches(
         self, batch_size: int, start_step: int, rank: int = 0, world_size: int = 1
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]:
         sampler = iter(CountingSampler(start_step, batch_size, rank, world_size))
         while True:
             ks = [next(sampler) for _ in range(batch_size // world_size)]
@@ -122,4 +171,5 @@ class CachedBatches:
                 torch.from_numpy(self.content[ci]).float().div_(255),
                 torch.from_numpy(self.feats[ci].astype(np.float32)),
                 torch.from_numpy(self.stats[si]),
+                {t: torch.from_numpy(a[ci].astype(np.float32)) for t, a in self.taps.items()},
             )

@@ -82,6 +82,9 @@ class TrainConfig:
     init_images: int = 0  # the images init_decoder had seen (for the record)
     cache_dir: str = ""  # a folder for fixed crops encoded once (stylize/cache.py); empty: encode every step
     cache_crops: int = 2  # crops per image in the cache
+    # with skip_taps: also cache the photo crops' features at those taps (steps 9% shorter on a 2-core
+    # CPU for 1.5 MB a 128 px crop, 12 GB for configs/adain_cpu.yaml's 7,800 crops)
+    cache_skips: bool = False
     tags: dict[str, str] = field(default_factory=dict)  # free-form notes kept with checkpoints
 
     @property

@@ -76,6 +76,7 @@ def losses(
     layer_weights: Sequence[float] = PAPER_TAP_WEIGHTS,
     laplacian: bool = False,
     ssim: bool = False,
+    photo_taps: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(content loss, style loss, identity loss, Laplacian loss, SSIM loss) of decoding the AdaIN
     target of a batch of pairs, from the photos' relu4_1 `feats` and the paintings' `stats`. The
@@ -83,12 +84,12 @@ def losses(
     (alpha 0), in the same decoder call; `layer_weights` weigh the style taps; the Laplacian loss
     (0 unless `laplacian`) compares the painted photos' edges with theirs, the SSIM loss (0 unless
     `ssim`) their luminance structure. Without `stats`, (reconstruction loss of all the photos, 0,
-    0, 0, 0). A decoder with skips also gets the photos' shallow taps,
-    AdaIN'd like relu4_1 (as they are for the identity and the reconstruction)."""
+    0, 0, 0). A decoder with skips also gets the photos' shallow taps (`photo_taps`, from a cache, or
+    encoded here), AdaIN'd like relu4_1 (as they are for the identity and the reconstruction)."""
     zero = torch.zeros((), device=feats.device)
     skip_taps = getattr(decoder, "module", decoder).skip_taps  # under DDP, the decoder is its .module
-    photo = {}
-    if skip_taps:
+    photo = photo_taps or {}
+    if skip_taps and not photo_taps:
         with torch.no_grad():  # up to the deepest skip tap ("relu3_1" > "relu2_1"), not beyond
             photo = encoder(content, last=max(skip_taps))
     if stats is None:
@@ -157,7 +158,9 @@ def train_step(
     device = next(model.parameters()).device
     for group in opt.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
-    content, feats, stats, style = (to_device(x, device) for x in batch)
+    content, feats, stats, style = (to_device(x, device) for x in batch[:4])
+    taps = batch.photo_taps
+    photo_taps = {t: to_device(x, device) for t, x in taps.items()} if taps else None
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
         if feats is None:
             feats, stats = encode(encoder, content, None if reconstruct else style)
@@ -172,6 +175,7 @@ def train_step(
             cfg.style_layer_weights,
             cfg.laplacian_weight > 0,
             cfg.ssim_weight > 0,
+            photo_taps,
         )
         ld = torch.zeros((), device=device)
         if refined is not None and not reconstruct:
@@ -187,12 +191,13 @@ def train_step(
 
 class Batch(NamedTuple):
     """A step's data: photos and paintings (crops), or, from a cache, the photos with their
-    relu4_1 features and the paintings' tap statistics."""
+    relu4_1 features (and, with `cache_skips`, their skip taps') and the paintings' tap statistics."""
 
     content: torch.Tensor
     feats: torch.Tensor | None = None
     stats: torch.Tensor | None = None
     style: torch.Tensor | None = None
+    photo_taps: dict[str, torch.Tensor] | None = None
 
 
 class Ema:
@@ -371,8 +376,9 @@ def batches(cfg: TrainConfig, encoder: Encoder, device: torch.device, start: int
         if d.is_main:
             cache.build(cfg, encoder, device)
         broadcast(None, d)  # the other ranks wait for the cache
-        stream = cache.CachedBatches(cfg.cache_dir, cfg.seed).batches(cfg.batch_size, start, d.rank, d.world_size)
-        return (Batch(content, feats, stats) for content, feats, stats in stream)
+        cached = cache.CachedBatches(cfg.cache_dir, cfg.seed, cache.cached_taps(cfg))
+        stream = cached.batches(cfg.batch_size, start, d.rank, d.world_size)
+        return (Batch(content, feats, stats, photo_taps=taps or None) for content, feats, stats, taps in stream)
     contents, styles = (
         endless_batches(
             CropDataset(folder, size, cfg.crop_size, seed),
