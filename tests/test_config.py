@@ -18,7 +18,8 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
     assert load_config(None, ["style_layer_weights=[2, 2, 1, 0.5]"]).style_layer_weights == [2.0, 2.0, 1.0, 0.5]
     assert load_config(None, []).painting_size == 288  # the paintings' size follows image_size...
     assert load_config(None, ["style_image_size=300"]).painting_size == 300  # ...unless set
-    cfg = load_config(ROOT / "configs" / "adain_cpu.yaml", ["cache_dir=", "distill_dir= "])
+    assert load_config(None, ["cache_dir=runs/c"]).cache_dir == "runs/c"
+    cfg = load_config(None, ["cache_dir=runs/c", "distill_dir=runs/d", "cache_dir=", "distill_dir= "])
     assert (cfg.cache_dir, cfg.distill_dir) == ("", "")  # key= empties a path: no cache, as on a shell
     with pytest.raises(ConfigError, match="config key 'steps': expected int, got str"):
         load_config(None, ["steps="])
