@@ -7,7 +7,8 @@ painting crop only the channel means and stds at the four style taps (`tap_stats
 is all the AdaIN loss needs of a painting: 7.7 KB a crop. With `cache_skips`, also the photo
 crops' features at the decoder's skip taps (float16; relu2_1 and relu3_1 of a 128 px crop: 1.5 MB),
 which a decoder with skips would otherwise encode again every step (9% of its step on a 2-core
-CPU: BENCHMARKS.md).
+CPU: BENCHMARKS.md). With `cache_photos` false it holds the paintings' statistics alone, for crops
+too big to cache whole (256 px: the photos are read and encoded each step, the paintings not).
 
 The crops are `crops_per_image` samples per image of the same reproducible stream as
 `CropDataset` (sample k is a function of the seed and k). The cache lives in a folder of
@@ -46,6 +47,8 @@ def cache_key(cfg, encoder_path: str) -> dict:
         "crops_per_image": cfg.cache_crops,
         "seed": cfg.seed,
         "encoder_sha256": sha256(encoder_path),
+        # only when false, so that the caches built before the key existed stay valid
+        **({} if cfg.cache_photos else {"photos": False}),
     }
 
 
@@ -55,7 +58,7 @@ TAP_SCALE = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4}
 
 def cached_taps(cfg) -> tuple[str, ...]:
     """The skip taps `cfg` caches the photo crops' features of."""
-    return tuple(cfg.skip_taps) if cfg.cache_skips else ()
+    return tuple(cfg.skip_taps) if cfg.cache_skips and cfg.cache_photos else ()
 
 
 def build(cfg, encoder: Encoder, device: torch.device, batch_size: int = 32) -> Path:
@@ -85,12 +88,12 @@ def _build_crops(cfg, encoder: Encoder, device: torch.device, batch_size: int, r
     meta.unlink(missing_ok=True)  # the arrays below are incomplete until meta.json is back
     photos = CropDataset(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed)
     paintings = CropDataset(cfg.style_dir, cfg.painting_size, cfg.crop_size, cfg.seed + 1)
-    n_c, n_s, size = len(photos) * cfg.cache_crops, len(paintings) * cfg.cache_crops, cfg.crop_size
-    arrays = {
-        "content.npy": ((n_c, 3, size, size), np.uint8),
-        "feats.npy": ((n_c, 512, size // 8, size // 8), np.float16),
-        "stats.npy": ((n_s, STATS_SIZE), np.float32),
-    }
+    n_c = len(photos) * cfg.cache_crops if cfg.cache_photos else 0
+    n_s, size = len(paintings) * cfg.cache_crops, cfg.crop_size
+    arrays = {"stats.npy": ((n_s, STATS_SIZE), np.float32)}
+    if n_c:
+        arrays["content.npy"] = ((n_c, 3, size, size), np.uint8)
+        arrays["feats.npy"] = ((n_c, 512, size // 8, size // 8), np.float16)
     out = {
         name: np.lib.format.open_memmap(root / name, mode="w+", dtype=dtype, shape=shape)
         for name, (shape, dtype) in arrays.items()
@@ -132,6 +135,8 @@ def _build_taps(root: Path, encoder: Encoder, device: torch.device, taps: list[s
 
 
 def _batches(data: CropDataset, n: int, batch_size: int, desc: str) -> Iterator[tuple[int, torch.Tensor]]:
+    if not n:  # the photos of a cache without them
+        return
     loader = DataLoader(Subset(data, range(n)), batch_size=batch_size, num_workers=0)
     with tqdm(total=n, desc=desc, unit="crop", dynamic_ncols=True) as bar:
         for i, crops in zip(range(0, n, batch_size), loader):
@@ -143,11 +148,13 @@ class CachedBatches:
     """Endless batches from a cache: (photos, their relu4_1 features, paintings' tap stats,
     {tap: the photos' features} for `taps`), sample k of the run taking the photo and painting
     crops at the k-th place of their own per-pass shuffles, so resuming at a step sees what an
-    unbroken run would."""
+    unbroken run would; or, from a cache without photos, the paintings' stats alone (`paintings`)."""
 
-    def __init__(self, root: str | Path, seed: int, taps: tuple[str, ...] = ()) -> None:
+    def __init__(self, root: str | Path, seed: int, taps: tuple[str, ...] = (), photos: bool = True) -> None:
         root = Path(root)
-        self.content, self.feats, self.stats = (np.load(root / name, mmap_mode="r") for name in FILES)
+        self.stats = np.load(root / "stats.npy", mmap_mode="r")
+        if photos:
+            self.content, self.feats = (np.load(root / name, mmap_mode="r") for name in ("content.npy", "feats.npy"))
         self.taps = {t: np.load(root / f"{t}.npy", mmap_mode="r") for t in taps}
         self.seed = seed
         self._orders: dict[tuple[int, int], list[int]] = {}
@@ -173,3 +180,10 @@ class CachedBatches:
                 torch.from_numpy(self.stats[si]),
                 {t: torch.from_numpy(a[ci].astype(np.float32)) for t, a in self.taps.items()},
             )
+
+    def paintings(self, batch_size: int, start_step: int, rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:
+        """The paintings' tap stats of each step's batch alone, as `batches` gives them."""
+        sampler = iter(CountingSampler(start_step, batch_size, rank, world_size))
+        while True:
+            ks = [next(sampler) for _ in range(batch_size // world_size)]
+            yield torch.from_numpy(self.stats[[self._index(k, len(self.stats), self.seed + 1) for k in ks]])

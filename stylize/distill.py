@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
-        if not cfg.cache_dir:
-            raise ConfigError("config key 'cache_dir': the refined pairs are drawn from the cache; set one")
+        if not (cfg.cache_dir and cfg.cache_photos):
+            raise ConfigError("config key 'cache_dir': the refined pairs are drawn from the cache of photos; set one")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         encoder = load_encoder(cfg.encoder)

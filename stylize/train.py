@@ -60,10 +60,13 @@ from stylize.weights import (
 
 @torch.no_grad()
 def encode(
-    encoder: Encoder, content: torch.Tensor, style: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The photos' relu4_1 features and the paintings' tap statistics (None without paintings)."""
-    return encoder.relu4_1(content), None if style is None else tap_stats(encoder(style))
+    encoder: Encoder, content: torch.Tensor, style: torch.Tensor | None, skip_taps: Sequence[str] = ()
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """The photos' relu4_1 features, the paintings' tap statistics (None without paintings) and
+    the photos' features at `skip_taps`, which the pass to relu4_1 computes on its way."""
+    taps = encoder(content)
+    stats = None if style is None else tap_stats(encoder(style))
+    return taps["relu4_1"], stats, {t: taps[t] for t in skip_taps}
 
 
 def losses(
@@ -162,8 +165,10 @@ def train_step(
     taps = batch.photo_taps
     photo_taps = {t: to_device(x, device) for t, x in taps.items()} if taps else None
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-        if feats is None:
-            feats, stats = encode(encoder, content, None if reconstruct else style)
+        if feats is None:  # photos read from disk (their paintings too, unless their stats are cached)
+            skip_taps = getattr(model, "module", model).skip_taps  # under DDP, the decoder is its .module
+            feats, encoded, photo_taps = encode(encoder, content, None if reconstruct else style, skip_taps)
+            stats = encoded if stats is None else stats
         identity = min(cfg.identity_images, len(content)) if cfg.identity_weight else 0
         lc, ls, li, lp, lx = losses(
             encoder,
@@ -371,29 +376,26 @@ def save_samples(encoder: Encoder, decoder: Decoder, pairs: tuple[torch.Tensor, 
 
 def batches(cfg: TrainConfig, encoder: Encoder, device: torch.device, start: int, d: Dist) -> Iterator[Batch]:
     """This process's share of every step's batch from `start` on: from the cache of encoded
-    crops when `cache_dir` is set (rank 0 builds it first if needed), else crops read each step."""
-    if cfg.cache_dir:
-        if d.is_main:
-            cache.build(cfg, encoder, device)
-        broadcast(None, d)  # the other ranks wait for the cache
-        cached = cache.CachedBatches(cfg.cache_dir, cfg.seed, cache.cached_taps(cfg))
-        stream = cached.batches(cfg.batch_size, start, d.rank, d.world_size)
-        return (Batch(content, feats, stats, photo_taps=taps or None) for content, feats, stats, taps in stream)
-    contents, styles = (
-        endless_batches(
-            CropDataset(folder, size, cfg.crop_size, seed),
-            cfg.batch_size,
-            start,
-            cfg.num_workers,
-            d.rank,
-            d.world_size,
-        )
-        for folder, size, seed in (
-            (cfg.content_dir, cfg.image_size, cfg.seed),
-            (cfg.style_dir, cfg.painting_size, cfg.seed + 1),
-        )
-    )
-    return (Batch(content, style=style) for content, style in zip(contents, styles))
+    crops when `cache_dir` is set (rank 0 builds it first if needed), else crops read each step;
+    with `cache_photos` false, the photos read each step and the paintings' stats from the cache."""
+
+    def read(folder: str, size: int, seed: int) -> Iterator[torch.Tensor]:
+        crops = CropDataset(folder, size, cfg.crop_size, seed)
+        return endless_batches(crops, cfg.batch_size, start, cfg.num_workers, d.rank, d.world_size)
+
+    photos = None if cfg.cache_dir and cfg.cache_photos else read(cfg.content_dir, cfg.image_size, cfg.seed)
+    if not cfg.cache_dir:
+        paintings = read(cfg.style_dir, cfg.painting_size, cfg.seed + 1)
+        return (Batch(content, style=style) for content, style in zip(photos, paintings))
+    if d.is_main:
+        cache.build(cfg, encoder, device)
+    broadcast(None, d)  # the other ranks wait for the cache
+    cached = cache.CachedBatches(cfg.cache_dir, cfg.seed, cache.cached_taps(cfg), photos=cfg.cache_photos)
+    if photos is not None:
+        stats = cached.paintings(cfg.batch_size, start, d.rank, d.world_size)
+        return (Batch(content, stats=s) for content, s in zip(photos, stats))
+    stream = cached.batches(cfg.batch_size, start, d.rank, d.world_size)
+    return (Batch(content, feats, stats, photo_taps=taps or None) for content, feats, stats, taps in stream)
 
 
 def train(cfg: TrainConfig) -> Path:

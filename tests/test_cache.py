@@ -8,6 +8,7 @@ import torch
 from stylize import cache
 from stylize import train as T
 from stylize.data import CropDataset
+from stylize.distributed import Dist
 from stylize.losses import tap_stats
 from stylize.weights import load_encoder
 
@@ -65,6 +66,24 @@ def test_training_from_the_cache_lowers_the_loss_and_resumes_exactly(cache_cfg, 
     T.train(cache_cfg("steps=6", out="straight"))
     T.train(cache_cfg("steps=3", out="split"))
     T.train(cache_cfg("steps=6", out="split"))
+    a, b = (torch.load(tmp_path / d / "decoder.pth", weights_only=True) for d in ("straight", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_cache_of_the_paintings_alone_serves_a_run_that_reads_its_photos(cache_cfg, tmp_path):
+    c, cpu = cache_cfg("cache_photos=false"), torch.device("cpu")
+    enc = load_encoder(c.encoder)
+    root = cache.build(c, enc, cpu)
+    assert [p.name for p in root.glob("*.npy")] == ["stats.npy"]
+    assert json.loads((root / "meta.json").read_text())["photos"] == 0
+    assert cache.build(cache_cfg(), enc, cpu) == root and (root / "feats.npy").exists()  # not mistaken for a full one
+    c = cache_cfg("cache_photos=false", f"cache_dir={tmp_path / 'paintings'}")
+    read, mixed, full = (next(T.batches(x, enc, cpu, 3, Dist())) for x in (cache_cfg("cache_dir="), c, cache_cfg()))
+    assert torch.equal(mixed.content, read.content) and mixed.feats is None  # the photos as read at step 3
+    assert torch.equal(mixed.stats, full.stats)  # the paintings as the full cache gives them at step 3
+    T.train(cache_cfg("cache_photos=false", "steps=4", out="straight"))
+    T.train(cache_cfg("cache_photos=false", "steps=2", out="split"))
+    T.train(cache_cfg("cache_photos=false", "steps=4", out="split"))
     a, b = (torch.load(tmp_path / d / "decoder.pth", weights_only=True) for d in ("straight", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

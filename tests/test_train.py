@@ -279,7 +279,7 @@ def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features()
     torch.manual_seed(0)
     enc, dec = T.Encoder(), T.Decoder()
     content, style = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
-    feats, stats = T.encode(enc, content, style)
+    feats, stats, _ = T.encode(enc, content, style)
     lc, ls, li, *_ = T.losses(enc, dec, content, feats, stats, identity=2)
     with torch.no_grad():
         expected = (dec(feats[:2]) - content[:2]).abs().mean()
@@ -296,11 +296,27 @@ def test_train_step_weighs_the_style_taps_as_configured():
     cfg = load_config(None, ["device=cpu", "style_layer_weights=[0, 0, 0, 1]"])
     opt = torch.optim.Adam(dec.parameters(), lr=0.0)  # lr 0: the decoder stays as it was
     _, _, ls, *_ = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
-    feats, stats = T.encode(enc, content, style)
+    feats, stats, _ = T.encode(enc, content, style)
     _, only4, *_ = T.losses(enc, dec, content, feats, stats, layer_weights=[0, 0, 0, 1])
     _, every, *_ = T.losses(enc, dec, content, feats, stats)
     assert ls.item() == pytest.approx(only4.item(), rel=1e-4)
     assert ls.item() < 0.9 * every.item()
+
+
+def test_a_step_on_photos_read_from_disk_encodes_each_photo_once():
+    # the decoder's skip taps come from the same pass through VGG as relu4_1, not from a second
+    torch.manual_seed(0)
+    enc, dec = T.Encoder(), T.Decoder(skip_taps=("relu2_1", "relu3_1"))
+    content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    seen = []
+    enc.conv1_1.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    cfg = load_config(None, ["device=cpu", "skip_taps=[relu2_1, relu3_1]"])
+    opt = torch.optim.Adam(dec.parameters(), lr=0.0)
+    T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
+    assert sum(torch.equal(x, content) for x in seen) == 1 and len(seen) == 3  # photos, paintings, output
+    feats, stats, taps = T.encode(enc, content, style, dec.skip_taps)
+    alone = enc(content, last="relu3_1")
+    assert all(torch.equal(taps[t], alone[t]) for t in dec.skip_taps) and torch.equal(feats, enc.relu4_1(content))
 
 
 def test_identity_weight_trains_alpha_zero_and_is_logged(smoke, tmp_path):
@@ -318,7 +334,7 @@ def test_the_photo_s_edge_and_structure_terms_are_its_losses_weighed_and_logged(
     torch.manual_seed(0)
     enc, dec = T.Encoder(), T.Decoder()
     content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    feats, stats = T.encode(enc, content, style)
+    feats, stats, _ = T.encode(enc, content, style)
     got = T.losses(enc, dec, content, feats, stats, **{term: True})[index]
     with torch.no_grad():
         out = dec(T.adain(feats, *T.split_stats(stats)["relu4_1"]))
