@@ -47,8 +47,9 @@ def cache_key(cfg, encoder_path: str) -> dict:
         "crops_per_image": cfg.cache_crops,
         "seed": cfg.seed,
         "encoder_sha256": sha256(encoder_path),
-        # only when false, so that the caches built before the key existed stay valid
+        # these two only when not the default, so that the caches built before them stay valid
         **({} if cfg.cache_photos else {"photos": False}),
+        **({"style_crop_size": cfg.painting_crop} if cfg.painting_crop != cfg.crop_size else {}),
     }
 
 
@@ -87,7 +88,7 @@ def _build_crops(cfg, encoder: Encoder, device: torch.device, batch_size: int, r
     meta = root / "meta.json"
     meta.unlink(missing_ok=True)  # the arrays below are incomplete until meta.json is back
     photos = CropDataset(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed)
-    paintings = CropDataset(cfg.style_dir, cfg.painting_size, cfg.crop_size, cfg.seed + 1)
+    paintings = CropDataset(cfg.style_dir, cfg.painting_size, cfg.painting_crop, cfg.seed + 1)
     n_c = len(photos) * cfg.cache_crops if cfg.cache_photos else 0
     n_s, size = len(paintings) * cfg.cache_crops, cfg.crop_size
     arrays = {"stats.npy": ((n_s, STATS_SIZE), np.float32)}

@@ -26,6 +26,9 @@ class TrainConfig:
     # the paintings' short side, when it should differ from the photos' (0: image_size): the
     # scale each is seen at in training should match the scale it is stylized at
     style_image_size: int = 0
+    # the paintings' crop (0: crop_size): a photo crop larger than a painting's short side can
+    # still be painted with a whole painting's statistics, as at use
+    style_crop_size: int = 0
     # model and loss
     encoder: str = "weights/vgg19_relu4_1.pth"
     style_weight: float = 10.0
@@ -94,6 +97,10 @@ class TrainConfig:
     def painting_size(self) -> int:
         return self.style_image_size or self.image_size
 
+    @property
+    def painting_crop(self) -> int:
+        return self.style_crop_size or self.crop_size
+
 
 def _check_type(key: str, value: Any, typ: Any) -> Any:
     """Return `value` as `typ`, or raise naming the key. ints are accepted for floats."""
@@ -132,8 +139,8 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
     for key in (
-        "style_image_size", "identity_weight", "identity_images", "laplacian_weight", "ssim_weight", "recon_steps",
-        "distill_weight",
+        "style_image_size", "style_crop_size", "identity_weight", "identity_images", "laplacian_weight", "ssim_weight",
+        "recon_steps", "distill_weight",
     ):  # fmt: skip
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
@@ -156,9 +163,12 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
         )
     if cfg.distill_weight and cfg.distill_images <= 0:
         raise ConfigError(f"config key 'distill_images': must be positive, got {cfg.distill_images}")
-    for key in ("image_size", "style_image_size"):
-        if 0 < getattr(cfg, key) < cfg.crop_size:
-            raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than {key} {getattr(cfg, key)}")
+    if cfg.image_size < cfg.crop_size:
+        raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than image_size {cfg.image_size}")
+    if cfg.painting_size < cfg.painting_crop:
+        crop = "style_crop_size" if cfg.style_crop_size else "crop_size"
+        size = "style_image_size" if cfg.style_image_size else "image_size"
+        raise ConfigError(f"config key '{crop}': {cfg.painting_crop} is larger than {size} {cfg.painting_size}")
     return cfg
 
 

@@ -379,13 +379,14 @@ def batches(cfg: TrainConfig, encoder: Encoder, device: torch.device, start: int
     crops when `cache_dir` is set (rank 0 builds it first if needed), else crops read each step;
     with `cache_photos` false, the photos read each step and the paintings' stats from the cache."""
 
-    def read(folder: str, size: int, seed: int) -> Iterator[torch.Tensor]:
-        crops = CropDataset(folder, size, cfg.crop_size, seed)
+    def read(folder: str, size: int, crop: int, seed: int) -> Iterator[torch.Tensor]:
+        crops = CropDataset(folder, size, crop, seed)
         return endless_batches(crops, cfg.batch_size, start, cfg.num_workers, d.rank, d.world_size)
 
-    photos = None if cfg.cache_dir and cfg.cache_photos else read(cfg.content_dir, cfg.image_size, cfg.seed)
+    reads_photos = not (cfg.cache_dir and cfg.cache_photos)
+    photos = read(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed) if reads_photos else None
     if not cfg.cache_dir:
-        paintings = read(cfg.style_dir, cfg.painting_size, cfg.seed + 1)
+        paintings = read(cfg.style_dir, cfg.painting_size, cfg.painting_crop, cfg.seed + 1)
         return (Batch(content, style=style) for content, style in zip(photos, paintings))
     if d.is_main:
         cache.build(cfg, encoder, device)

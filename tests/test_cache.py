@@ -88,6 +88,22 @@ def test_a_cache_of_the_paintings_alone_serves_a_run_that_reads_its_photos(cache
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_paintings_cropped_to_their_own_size_are_read_cached_and_trained_on(cache_cfg):
+    cpu = torch.device("cpu")
+    read = cache_cfg("style_crop_size=24", "cache_dir=")
+    enc = load_encoder(read.encoder)
+    batch = next(T.batches(read, enc, cpu, 0, Dist()))
+    assert batch.content.shape[-2:] == (32, 32) and batch.style.shape[-2:] == (24, 24)
+    plain, c = cache_cfg("cache_photos=false"), cache_cfg("cache_photos=false", "style_crop_size=24")
+    assert "style_crop_size" not in cache.cache_key(plain, plain.encoder)  # older caches keep their key
+    assert cache.cache_key(c, c.encoder)["style_crop_size"] == 24
+    stats = np.load(cache.build(c, enc, cpu) / "stats.npy")
+    painting = CropDataset(c.style_dir, c.painting_size, 24, c.seed + 1)[1]
+    with torch.no_grad():
+        assert torch.allclose(torch.from_numpy(stats[1]), tap_stats(enc(painting[None]))[0], atol=1e-4)
+    T.train(cache_cfg("cache_photos=false", "style_crop_size=24", "steps=2"))
+
+
 def test_the_skip_taps_features_are_added_to_a_cache_built_without_them(cache_cfg):
     enc = load_encoder(cache_cfg().encoder)
     root = cache.build(cache_cfg(), enc, torch.device("cpu"))  # no skips: the crops alone
