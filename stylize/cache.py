@@ -8,8 +8,7 @@ is all the AdaIN loss needs of a painting: 7.7 KB a crop. With `cache_skips`, al
 crops' features at the decoder's skip taps (float16; relu2_1 and relu3_1 of a 128 px crop: 1.5 MB),
 which a decoder with skips would otherwise encode again every step (9% of its step on a 2-core
 CPU: BENCHMARKS.md). With `cache_photos` false it holds the paintings' statistics alone, for crops
-too big to cache whole (256 px: the photos are read and encoded each step, the paintings not);
-with `style_whole`, those of each whole painting, once.
+too big to cache whole (256 px: the photos are read and encoded each step, the paintings not).
 
 The crops are `crops_per_image` samples per image of the same reproducible stream as
 `CropDataset` (sample k is a function of the seed and k). The cache lives in a folder of
@@ -50,7 +49,7 @@ def cache_key(cfg, encoder_path: str) -> dict:
         "encoder_sha256": sha256(encoder_path),
         # these two only when not the default, so that the caches built before them stay valid
         **({} if cfg.cache_photos else {"photos": False}),
-        **({"style_crop_size": cfg.painting_crop} if cfg.painting_crop != cfg.crop_size else {}),  # 0: whole
+        **({"style_crop_size": cfg.painting_crop} if cfg.painting_crop != cfg.crop_size else {}),
     }
 
 
@@ -91,9 +90,7 @@ def _build_crops(cfg, encoder: Encoder, device: torch.device, batch_size: int, r
     photos = CropDataset(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed)
     paintings = CropDataset(cfg.style_dir, cfg.painting_size, cfg.painting_crop, cfg.seed + 1)
     n_c = len(photos) * cfg.cache_crops if cfg.cache_photos else 0
-    # a whole painting has one set of statistics; whole paintings differ in size: one at a time
-    n_s = len(paintings) * (1 if cfg.style_whole else cfg.cache_crops)
-    size, painting_batch = cfg.crop_size, 1 if cfg.style_whole else batch_size
+    n_s, size = len(paintings) * cfg.cache_crops, cfg.crop_size
     arrays = {"stats.npy": ((n_s, STATS_SIZE), np.float32)}
     if n_c:
         arrays["content.npy"] = ((n_c, 3, size, size), np.uint8)
@@ -109,7 +106,7 @@ def _build_crops(cfg, encoder: Encoder, device: torch.device, batch_size: int, r
             # encode the stored 8-bit pixels, so that features and reconstruction targets agree
             feats = encoder.relu4_1(pixels.float().div(255).to(device, memory_format=torch.channels_last))
             out["feats.npy"][i : i + len(crops)] = feats.half().cpu().numpy()
-        for i, crops in _batches(paintings, n_s, painting_batch, "cache paintings"):
+        for i, crops in _batches(paintings, n_s, batch_size, "cache paintings"):
             stats = tap_stats(encoder(crops.to(device, memory_format=torch.channels_last)))
             out["stats.npy"][i : i + len(crops)] = stats.cpu().numpy()
     for array in out.values():

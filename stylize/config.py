@@ -29,9 +29,6 @@ class TrainConfig:
     # the paintings' crop (0: crop_size): a photo crop larger than a painting's short side can
     # still be painted with a whole painting's statistics, as at use
     style_crop_size: int = 0
-    # the paintings' statistics over each whole painting at its short side, as at use, not over a
-    # crop (read and encoded one at a time; with cache_dir, once a painting)
-    style_whole: bool = False
     # model and loss
     encoder: str = "weights/vgg19_relu4_1.pth"
     style_weight: float = 10.0
@@ -102,8 +99,7 @@ class TrainConfig:
 
     @property
     def painting_crop(self) -> int:
-        """The paintings' crop size; 0: whole paintings."""
-        return 0 if self.style_whole else self.style_crop_size or self.crop_size
+        return self.style_crop_size or self.crop_size
 
 
 def _check_type(key: str, value: Any, typ: Any) -> Any:
@@ -169,8 +165,6 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"config key 'distill_images': must be positive, got {cfg.distill_images}")
     if cfg.image_size < cfg.crop_size:
         raise ConfigError(f"config key 'crop_size': {cfg.crop_size} is larger than image_size {cfg.image_size}")
-    if cfg.style_whole and cfg.style_crop_size:
-        raise ConfigError(f"config key 'style_crop_size': {cfg.style_crop_size} with style_whole, which crops nothing")
     if cfg.painting_size < cfg.painting_crop:
         crop = "style_crop_size" if cfg.style_crop_size else "crop_size"
         size = "style_image_size" if cfg.style_image_size else "image_size"

@@ -27,8 +27,6 @@ def permutation(seed: int, epoch: int, n: int) -> list[int]:
 
 
 class CropDataset(Dataset):
-    """Images resized to the short side `image_size`, cropped to `crop_size` squares (0: whole)."""
-
     def __init__(self, root: str | Path, image_size: int, crop_size: int, seed: int) -> None:
         self.root, self.files = root, list_images(root, recursive=True)
         if not self.files:
@@ -64,8 +62,6 @@ class CropDataset(Dataset):
         raise FileNotFoundError(f"{self.root}: none of the {len(self.files)} images can be read")
 
     def _crop(self, img: torch.Tensor, k: int) -> torch.Tensor:
-        if not self.crop_size:  # the whole image
-            return img
         # v2.RandomCrop draws from the global RNG; the position comes from a generator seeded by
         # (seed, k) instead, so sample k is the same in every run, process and resume.
         g = torch.Generator().manual_seed((self.seed << 40) + k)
@@ -111,14 +107,12 @@ def _leave_stops_to_the_main_process(worker_id: int) -> None:
 def endless_batches(
     dataset: CropDataset, batch_size: int, start_step: int, num_workers: int, rank: int = 0, world_size: int = 1
 ) -> Iterator[torch.Tensor]:
-    """This process's share of each step's batch of `batch_size` (the global batch): a tensor of
-    crops, or a list of whole images."""
+    """This process's share of each step's batch of `batch_size` (the global batch)."""
     sampler = CountingSampler(start_step, batch_size, rank, world_size)
     loader = DataLoader(
         dataset,
         batch_size=sampler.per_rank,
         sampler=sampler,
-        collate_fn=None if dataset.crop_size else list,  # whole images differ in size: a list of them
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,

@@ -69,12 +69,6 @@ def encode(
     return taps["relu4_1"], stats, {t: taps[t] for t in skip_taps}
 
 
-@torch.no_grad()
-def whole_stats(encoder: Encoder, paintings: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """The tap statistics of whole paintings, which differ in size: encoded one at a time."""
-    return torch.cat([tap_stats(encoder(to_device(p[None], device))) for p in paintings])
-
-
 def losses(
     encoder: Encoder,
     decoder: torch.nn.Module,
@@ -393,8 +387,6 @@ def batches(cfg: TrainConfig, encoder: Encoder, device: torch.device, start: int
     photos = read(cfg.content_dir, cfg.image_size, cfg.crop_size, cfg.seed) if reads_photos else None
     if not cfg.cache_dir:
         paintings = read(cfg.style_dir, cfg.painting_size, cfg.painting_crop, cfg.seed + 1)
-        if cfg.style_whole:
-            return (Batch(content, stats=whole_stats(encoder, p, device)) for content, p in zip(photos, paintings))
         return (Batch(content, style=style) for content, style in zip(photos, paintings))
     if d.is_main:
         cache.build(cfg, encoder, device)

@@ -104,27 +104,6 @@ def test_paintings_cropped_to_their_own_size_are_read_cached_and_trained_on(cach
     T.train(cache_cfg("cache_photos=false", "style_crop_size=24", "steps=2"))
 
 
-def test_whole_paintings_statistics_are_read_cached_and_trained_on(cache_cfg):
-    cpu = torch.device("cpu")
-    read = cache_cfg("style_whole=true", "cache_dir=")
-    enc = load_encoder(read.encoder)
-    paintings = CropDataset(read.style_dir, read.painting_size, 0, read.seed + 1)
-    sizes = {tuple(paintings[k].shape[-2:]) for k in range(2)}
-    assert len(sizes) == 2 and all(min(hw) == 40 for hw in sizes)  # whole, at their short side, as at use
-    batch = next(T.batches(read, enc, cpu, 3, Dist()))  # step 3: samples 6 and 7
-    with torch.no_grad():
-        want = torch.cat([tap_stats(enc(paintings[k][None])) for k in (6, 7)])
-    assert batch.style is None and torch.allclose(batch.stats, want, atol=1e-4)
-    c = cache_cfg("cache_photos=false", "style_whole=true")
-    assert cache.cache_key(c, c.encoder)["style_crop_size"] == 0  # whole paintings
-    stats = np.load(cache.build(c, enc, cpu) / "stats.npy")
-    assert stats.shape == (2, 1920)  # one a painting, whatever cache_crops
-    with torch.no_grad():
-        assert torch.allclose(torch.from_numpy(stats[1]), tap_stats(enc(paintings[1][None]))[0], atol=1e-4)
-    T.train(cache_cfg("cache_photos=false", "style_whole=true", "steps=2"))
-    T.train(cache_cfg("style_whole=true", "cache_dir=", "steps=2", out="read"))
-
-
 def test_the_skip_taps_features_are_added_to_a_cache_built_without_them(cache_cfg):
     enc = load_encoder(cache_cfg().encoder)
     root = cache.build(cache_cfg(), enc, torch.device("cpu"))  # no skips: the crops alone

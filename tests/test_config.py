@@ -20,7 +20,6 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
     assert load_config(None, ["style_image_size=300"]).painting_size == 300  # ...unless set
     cfg = load_config(None, ["style_image_size=128", "style_crop_size=128"])  # crop_size 256 is the photos'
     assert (cfg.crop_size, cfg.painting_crop) == (256, 128) and load_config(None, []).painting_crop == 256
-    assert load_config(None, ["style_image_size=128", "style_whole=true"]).painting_crop == 0  # no crop
     assert load_config(None, ["cache_dir=runs/c"]).cache_dir == "runs/c"
     cfg = load_config(None, ["cache_dir=runs/c", "distill_dir=runs/d", "cache_dir=", "distill_dir= "])
     assert (cfg.cache_dir, cfg.distill_dir) == ("", "")  # key= empties a path: no cache, as on a shell
@@ -41,7 +40,6 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("style_image_size: -1\n", "config key 'style_image_size': must not be negative"),
         ("style_image_size: 128\nstyle_crop_size: 192\n", "'style_crop_size': 192 is larger than style_image_size"),
         ("style_crop_size: 300\n", "config key 'style_crop_size': 300 is larger than image_size 288"),
-        ("style_whole: true\nstyle_crop_size: 128\n", "'style_crop_size': 128 with style_whole, which crops nothing"),
         ("ema_decay: 1\n", r"config key 'ema_decay': must be in \[0, 1\), got 1.0"),
         ("cooldown_start: 100\n", "config key 'cooldown_steps': must be positive with a cooldown_start, got 0"),
         ("- a\n- b\n", "expected a mapping"),
