@@ -2,6 +2,8 @@ import csv
 import hashlib
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -249,3 +251,10 @@ def test_export_decoder_averages_several_runs_and_records_them(tmp_path):
         with pytest.raises(SystemExit) as exit:
             W.main(["export-decoder", str(tmp_path / "run0"), str(tmp_path / other), "--out", str(out)])
         assert str(exit.value.code).startswith(f"error: {tmp_path / other}: {reason}")
+
+
+def test_weights_tool_runs_as_a_module_without_a_warning():
+    # the package imported stylize.weights before runpy ran it, which warned on every use
+    cmd = [sys.executable, "-W", "error::RuntimeWarning", "-m", "stylize.weights", "export-decoder", "--help"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and "--evaluation" in result.stdout and result.stderr == ""
