@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from stylize.models import adain, mean_std
+from stylize.models import SKIP_CAP, adain, mean_std
 
 Stats = tuple[torch.Tensor, torch.Tensor]
 COLOR_MODES = ("coral", "luminance")
@@ -115,45 +115,55 @@ def _blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
 
 
 def masked_adain(
-    feats: torch.Tensor, stats: Sequence[Stats], weights: torch.Tensor, alpha: float = 1.0
+    feats: torch.Tensor, stats: Sequence[Stats], weights: torch.Tensor, alpha: float = 1.0, cap: float | None = None
 ) -> torch.Tensor:
     """AdaIN per region, as the authors' Torch tool: each style normalises the content features
     by the statistics of its own region (weighted by the soft mask), and the regions' targets
-    are blended by the weights (styles, 1, h, w); uncovered areas keep the content features."""
+    are blended by the weights (styles, 1, h, w); uncovered areas keep the content features.
+    `cap` as in `adain`."""
     f = feats.float()
     target = f * (1 - weights.sum(0)).clamp(min=0)
     for w, (s_mean, s_std) in zip(weights, stats):
         if w.sum() <= 0:  # the mask covers nothing: this style does not appear
             continue
-        target = target + w * adain(f, s_mean, s_std, content_stats=_weighted_mean_std(f, w))
+        target = target + w * adain(f, s_mean, s_std, content_stats=_weighted_mean_std(f, w), cap=cap)
     return (alpha * target + (1 - alpha) * f).to(feats.dtype)
 
 
 class TapAdain(NamedTuple):
     """AdaIN at a decoder's skip tap as a map of that tap's features, to apply tile by tile: per
-    style k, f * scale[k] + shift[k] (from the content's statistics, or its region's, and the
-    style's), blended by region weights w (styles, 1, h, w; None: one style everywhere), then by
-    `alpha` with f. The same numbers as `adain` (with mixed statistics) and `masked_adain`."""
+    style k, min(f, top[k]) * scale[k] + shift[k] (from the content's statistics, or its region's,
+    and the style's; top[k] its mean + `cap` stds), blended by region weights w (styles, 1, h, w;
+    None: one style everywhere), then by `alpha` with f. The same numbers as `adain` (with mixed
+    statistics) and `masked_adain`, given the same `cap`: SKIP_CAP unless told."""
 
     scale: list[torch.Tensor]
     shift: list[torch.Tensor]
+    top: list[torch.Tensor] | None
     alpha: float
 
     @classmethod
-    def of(cls, content: Sequence[Stats], style: Sequence[Stats], alpha: float) -> TapAdain:
+    def of(
+        cls, content: Sequence[Stats], style: Sequence[Stats], alpha: float, cap: float | None = SKIP_CAP
+    ) -> TapAdain:
         scale = [s_std / c_std for (_, c_std), (_, s_std) in zip(content, style, strict=True)]
         shift = [s_mean - c_mean * a for a, (c_mean, _), (s_mean, _) in zip(scale, content, style, strict=True)]
-        return cls(scale, shift, alpha)
+        top = None if cap is None else [c_mean + cap * c_std for c_mean, c_std in content]
+        return cls(scale, shift, top, alpha)
 
     def __call__(self, f: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         f = f.float()
         if w is None:
-            t = f * self.scale[0] + self.shift[0]
+            t = self._styled(f, 0)
         else:
             t = f * (1 - w.sum(0)).clamp(min=0)
-            for wk, a, b in zip(w, self.scale, self.shift, strict=True):
-                t = t + wk * (f * a + b)
+            for k, wk in enumerate(w):
+                t = t + wk * self._styled(f, k)
         return t if self.alpha == 1 else self.alpha * t + (1 - self.alpha) * f
+
+    def _styled(self, f: torch.Tensor, k: int) -> torch.Tensor:
+        capped = f if self.top is None else torch.minimum(f, self.top[k])
+        return capped * self.scale[k] + self.shift[k]
 
 
 def _weighted_mean_std(f: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> Stats:

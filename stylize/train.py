@@ -46,7 +46,7 @@ from stylize.losses import (
     style_loss,
     tap_stats,
 )
-from stylize.models import Decoder, Encoder, adain, mean_std
+from stylize.models import SKIP_CAP, Decoder, Encoder, adain, mean_std
 from stylize.weights import (
     DEFAULT_DECODER,
     WEIGHTS_DIR,
@@ -368,7 +368,7 @@ def save_samples(encoder: Encoder, decoder: Decoder, pairs: tuple[torch.Tensor, 
     content, style = (t.to(next(decoder.parameters()).device) for t in pairs)
     decoder.eval()
     c, s = encoder(content), encoder(style)
-    shallow = {t: adain(c[t], *mean_std(s[t])) for t in decoder.skip_taps}
+    shallow = {t: adain(c[t], *mean_std(s[t]), cap=SKIP_CAP) for t in decoder.skip_taps}  # as the Stylizer paints
     out = decoder(adain(c["relu4_1"], *mean_std(s["relu4_1"])), shallow).float()
     decoder.train()
     make_grid([[c, s, o] for c, s, o in zip(content, style, out)], content.shape[-1]).save(path)

@@ -14,7 +14,7 @@ from stylize.controls import (
     normalise_weights,
     region_weights,
 )
-from stylize.models import adain, mean_std
+from stylize.models import SKIP_CAP, adain, mean_std
 from stylize.stylizer import Stylizer
 
 
@@ -143,11 +143,16 @@ def test_preserve_color(stylizer):
 def test_tap_adain_computes_what_adain_and_masked_adain_do():
     torch.manual_seed(0)
     f = torch.rand(2, 6, 9, 11) * 3
+    f[:, 2] = 0.0
+    f[0, 2, 4, 1], f[1, 2, 3, 9] = 50.0, 40.0  # a quiet channel firing at one pixel: past the cap
     styles = [(torch.rand(1, 6, 1, 1), torch.rand(1, 6, 1, 1) + 0.5) for _ in range(2)]
-    plain = TapAdain.of([mean_std(f)], [styles[0]], 0.7)
-    torch.testing.assert_close(plain(f), adain(f, *styles[0], 0.7), rtol=1e-5, atol=1e-5)
+    plain = TapAdain.of([mean_std(f)], [styles[0]], 0.7)  # SKIP_CAP unless told
+    torch.testing.assert_close(plain(f), adain(f, *styles[0], 0.7, cap=SKIP_CAP), rtol=1e-5, atol=1e-5)
+    uncapped = TapAdain.of([mean_std(f)], [styles[0]], 0.7, cap=None)
+    torch.testing.assert_close(uncapped(f), adain(f, *styles[0], 0.7), rtol=1e-5, atol=1e-5)
+    assert (uncapped(f) - plain(f)).abs().max() > 1.0
     w = torch.zeros(2, 1, 9, 11)
     w[0, :, :, :5], w[1, :, :, 7:] = 1.0, 0.6  # two regions, and a gap that keeps the content
     regions = [_weighted_mean_std(f, wk) for wk in w]
-    masked = TapAdain.of(regions, styles, 0.7)
-    torch.testing.assert_close(masked(f, w), masked_adain(f, styles, w, 0.7), rtol=1e-5, atol=1e-5)
+    masked = TapAdain.of(regions, styles, 0.7, cap=3.0)
+    torch.testing.assert_close(masked(f, w), masked_adain(f, styles, w, 0.7, cap=3.0), rtol=1e-5, atol=1e-5)

@@ -28,6 +28,20 @@ def test_adain_alpha_blends_in_feature_space():
     torch.testing.assert_close(adain(content, *stats, alpha=0.25), 0.25 * full + 0.75 * content)
 
 
+def test_adain_cap_bounds_a_lone_spike_and_leaves_the_rest():
+    content = torch.zeros(1, 2, 10, 10)
+    content[0, 0, 2, 3] = 100.0  # quiet but for one pixel: ~10 stds out
+    content[0, 1] = torch.linspace(0, 1, 100).view(10, 10)  # no pixel near 6 stds out
+    stats = (torch.zeros(1, 2, 1, 1), torch.ones(1, 2, 1, 1))
+    plain, capped = adain(content, *stats), adain(content, *stats, cap=6.0)
+    assert plain[0, 0, 2, 3] > 9.0
+    torch.testing.assert_close(capped[0, 0, 2, 3], torch.tensor(6.0))  # the style's mean + 6 of its stds
+    torch.testing.assert_close(capped[0, 0, 0, 0], plain[0, 0, 0, 0])
+    torch.testing.assert_close(capped[0, 1], plain[0, 1])  # within the cap: the paper's AdaIN
+    # alpha 0 gives the content back, spike and all
+    torch.testing.assert_close(adain(content, *stats, alpha=0.0, cap=6.0), content)
+
+
 def test_mean_std_uses_eps_for_constant_channels():
     mean, std = mean_std(torch.full((1, 3, 4, 4), 2.0))
     assert torch.all(mean == 2.0) and torch.all(std > 0)
