@@ -36,9 +36,6 @@ class TrainConfig:
     # each style tap's share, relu1_1..relu4_1 (the paper: all 1); on the 2-core recipe's decoder
     # relu3_1 and relu4_1 made ~70% of the style loss while the low layers lagged the peer most
     style_layer_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
-    # the style loss again at half scale, times this: the painted crop and the painting both halved
-    # (antialiased), so relu1_1..relu4_1 see twice the area: the painting's larger patterns
-    style_half_weight: float = 0.0
     # identity loss (after the warm start): L1 between the photo and its own features decoded, for
     # the first identity_images photos of each batch; keeps alpha 0 (and the photo's detail) readable
     identity_weight: float = 0.0
@@ -143,7 +140,7 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
             raise ConfigError(f"config key '{key}': must be positive, got {getattr(cfg, key)}")
     for key in (
         "style_image_size", "style_crop_size", "identity_weight", "identity_images", "laplacian_weight", "ssim_weight",
-        "recon_steps", "distill_weight", "style_half_weight",
+        "recon_steps", "distill_weight",
     ):  # fmt: skip
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key '{key}': must not be negative, got {getattr(cfg, key)}")
@@ -164,8 +161,6 @@ def from_dict(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(
             "config key 'distill_weight': needs distill_dir and cache_dir with cache_photos (its pairs index the cache)"
         )
-    if cfg.style_half_weight and cfg.cache_dir:
-        raise ConfigError("config key 'style_half_weight': needs the paintings read each step (cache_dir '')")
     if cfg.distill_weight and cfg.distill_images <= 0:
         raise ConfigError(f"config key 'distill_images': must be positive, got {cfg.distill_images}")
     if cfg.image_size < cfg.crop_size:

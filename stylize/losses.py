@@ -50,11 +50,6 @@ def style_loss(
     return loss
 
 
-def half_scale(image: torch.Tensor) -> torch.Tensor:
-    """Images (N, 3, H, W) at half their size, antialiased: what the half-scale style loss encodes."""
-    return F.interpolate(image, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
-
-
 def reconstruction_loss(out: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """L1 between the decoded image and the photo whose features it was given: the warm
     start trains the decoder to invert the encoder, with no pass through VGG on the output."""

@@ -39,7 +39,6 @@ from stylize.images import ImageError, center_crop, list_images, load_image, mak
 from stylize.losses import (
     PAPER_TAP_WEIGHTS,
     content_loss,
-    half_scale,
     laplacian_loss,
     reconstruction_loss,
     split_stats,
@@ -81,7 +80,6 @@ def losses(
     laplacian: bool = False,
     ssim: bool = False,
     photo_taps: dict[str, torch.Tensor] | None = None,
-    half: tuple[float, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(content loss, style loss, identity loss, Laplacian loss, SSIM loss) of decoding the AdaIN
     target of a batch of pairs, from the photos' relu4_1 `feats` and the paintings' `stats`. The
@@ -90,9 +88,7 @@ def losses(
     (0 unless `laplacian`) compares the painted photos' edges with theirs, the SSIM loss (0 unless
     `ssim`) their luminance structure. Without `stats`, (reconstruction loss of all the photos, 0,
     0, 0, 0). A decoder with skips also gets the photos' shallow taps (`photo_taps`, from a cache, or
-    encoded here), AdaIN'd like relu4_1 (as they are for the identity and the reconstruction).
-    With `half` (weight, the halved paintings' `tap_stats`), the style loss adds that weight times
-    its value on the painted photos halved."""
+    encoded here), AdaIN'd like relu4_1 (as they are for the identity and the reconstruction)."""
     zero = torch.zeros((), device=feats.device)
     skip_taps = getattr(decoder, "module", decoder).skip_taps  # under DDP, the decoder is its .module
     photo = photo_taps or {}
@@ -110,10 +106,7 @@ def losses(
     li = reconstruction_loss(own, content[:identity]) if identity else zero
     lp = laplacian_loss(out, content) if laplacian else zero
     lx = ssim_loss(out, content) if ssim else zero
-    ls = style_loss(out_taps, stats, layer_weights)
-    if half is not None:
-        ls = ls + half[0] * style_loss(encoder(half_scale(out)), half[1], layer_weights)
-    return content_loss(out_taps["relu4_1"], target), ls, li, lp, lx
+    return content_loss(out_taps["relu4_1"], target), style_loss(out_taps, stats, layer_weights), li, lp, lx
 
 
 def param_groups(decoder: Decoder, skip_lr_scale: float) -> list[dict]:
@@ -177,10 +170,6 @@ def train_step(
             feats, encoded, photo_taps = encode(encoder, content, None if reconstruct else style, skip_taps)
             stats = encoded if stats is None else stats
         identity = min(cfg.identity_images, len(content)) if cfg.identity_weight else 0
-        half = None
-        if cfg.style_half_weight and not reconstruct:
-            with torch.no_grad():
-                half = (cfg.style_half_weight, tap_stats(encoder(half_scale(style))))
         lc, ls, li, lp, lx = losses(
             encoder,
             model,
@@ -192,7 +181,6 @@ def train_step(
             cfg.laplacian_weight > 0,
             cfg.ssim_weight > 0,
             photo_taps,
-            half,
         )
         ld = torch.zeros((), device=device)
         if refined is not None and not reconstruct:

@@ -303,26 +303,6 @@ def test_train_step_weighs_the_style_taps_as_configured():
     assert ls.item() < 0.9 * every.item()
 
 
-def test_the_half_scale_style_term_is_the_style_loss_of_both_halved():
-    torch.manual_seed(0)
-    enc, dec = T.Encoder(), T.Decoder()
-    content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    feats, stats, _ = T.encode(enc, content, style)
-    half = T.tap_stats(enc(T.half_scale(style)))
-    _, full, *_ = T.losses(enc, dec, content, feats, stats)
-    _, both, *_ = T.losses(enc, dec, content, feats, stats, half=(0.5, half))
-    with torch.no_grad():
-        out = dec(T.adain(feats, *T.split_stats(stats)["relu4_1"]))
-        halved = T.style_loss(enc(T.half_scale(out)), half)
-    assert T.half_scale(out).shape[-2:] == (16, 16) and halved.item() > 0
-    assert both.item() == pytest.approx(full.item() + 0.5 * halved.item(), rel=1e-5)
-    # a step takes it from the config, with the paintings it reads
-    cfg = load_config(None, ["device=cpu", "style_half_weight=0.5"])
-    opt = torch.optim.Adam(dec.parameters(), lr=0.0)
-    _, _, ls, *_ = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
-    assert ls.item() == pytest.approx(both.item(), rel=1e-4)
-
-
 def test_a_step_on_photos_read_from_disk_encodes_each_photo_once():
     # the decoder's skip taps come from the same pass through VGG as relu4_1, not from a second
     torch.manual_seed(0)
