@@ -121,7 +121,8 @@ class Judge:
 # onnxruntime's optimiser fuses them into int8 kernels whose results depend on the CPU's instructions:
 # on an AVX2-only AMD EPYC the style predictor's vectors and the peer's pictures moved far from what
 # other machines gave (the peer's embedding distance 1.30 against 1.01 on the same 200 pairs,
-# EVALUATION.md). Run unfused, the graph computes the same float numbers on every CPU.
+# EVALUATION.md; int8 products saturate on CPUs without VNNI: microsoft/onnxruntime issues #5849, #14642).
+# Run unfused, the graph computes the same float numbers on every CPU.
 PEER_NETWORKS = ("arbitrary_predict", "arbitrary_transform")
 
 
