@@ -149,6 +149,29 @@ def peer_stylize(peer: object, photo: torch.Tensor, painting: torch.Tensor) -> t
     return pil_to_tensor(out)
 
 
+def environment() -> dict[str, str]:
+    """What the numbers were computed on: the peer's and the judge's depend on onnxruntime and, fused, on the CPU."""
+    env = {"machine": platform.machine(), "cpu": cpu_name(), "torch": torch.__version__}
+    try:
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
     keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
     return {k: sum(r[k] for r in rows) / len(rows) for k in keys}
@@ -202,6 +225,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "paintings": len(paintings),
         "size": args.size,
         "style_size": args.style_size,
+        "environment": environment(),
         "summary": summary,
         "pairs": pairs,
         "alpha0": recon,

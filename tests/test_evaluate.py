@@ -52,6 +52,7 @@ def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path
     ours = result["summary"]["ours"]
     assert 0 < ours["style"] and 0 < ours["content"] and -1 <= ours["ssim"] <= 1
     assert ("peer" in result["summary"]) == peer and ("embedding" in ours) == peer
+    assert result["environment"]["cpu"] and (not peer or "onnxruntime" in result["environment"])
     table = (out / "E.md").read_text()
     assert result["decoder_sha256"] in table and "style distance" in table
     assert ("ours / peer" in table) == peer
