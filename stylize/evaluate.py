@@ -239,7 +239,8 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
     lines = [
         "# Evaluation",
         "",
-        f"`{command}` on {date.today().isoformat()} ({platform.machine()}, {seconds / 60:.1f} min).",
+        f"`{command}` on {date.today().isoformat()} "
+        f"({platform.machine()}, {result['environment']['cpu']}, {seconds / 60:.1f} min).",
         "",
         f"Decoder `{result['decoder']}`, sha256 `{result['decoder_sha256']}`"
         + (f", each picture refined {result['refine']} steps (`--refine`). " if result.get("refine") else ". ")
