@@ -122,7 +122,7 @@ class Judge:
 # on an AVX2-only AMD EPYC the style predictor's vectors and the peer's pictures moved far from what
 # other machines gave (the peer's embedding distance 1.30 against 1.01 on the same 200 pairs,
 # EVALUATION.md; int8 products saturate on CPUs without VNNI: microsoft/onnxruntime issues #5849, #14642).
-# Run unfused, the graph computes the same float numbers on every CPU.
+# Run unfused, the graph computes in float: the same numbers on every CPU, to float rounding.
 PEER_NETWORKS = ("arbitrary_predict", "arbitrary_transform")
 
 
