@@ -318,6 +318,21 @@ def read_checkpoint(run: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def read_ingredient(path: Path) -> dict:
+    """A soup's ingredient, as a checkpoint: a run folder's, or that of a decoder exported before
+    (a weights file whose step, images and config the manifest beside it records)."""
+    if not path.is_file():
+        return read_checkpoint(path)
+    m = path.parent / "MANIFEST.json"
+    entry = json.loads(m.read_text()).get(path.name) if m.is_file() else None
+    if not entry or "steps" not in entry:
+        raise WeightsError(f"{path}: not an exported decoder ({m} has no training record of it)")
+    if entry.get("sha256") != sha256(path):
+        raise WeightsError(f"{path}: its sha256 is not the one {m} records")
+    keep = {"step": entry["steps"], "images_seen": entry["images_seen"], "config": entry["config"]}
+    return {"decoder": read_state(path), "sha256": entry["sha256"], **keep}
+
+
 def images_seen(ckpt: Mapping) -> int:
     return ckpt.get("images_seen", ckpt["step"] * ckpt["config"]["batch_size"])
 
@@ -325,8 +340,11 @@ def images_seen(ckpt: Mapping) -> int:
 def export_decoder(args: argparse.Namespace) -> None:
     """Copy a training run's decoder into weights/ (in float16: half the size, and every committed
     copy stays in git's history) and record how it was trained and how it scores. Given several
-    runs, the mean of their decoders; the first run's step, config and log go on as the decoder's."""
-    ckpts = [read_checkpoint(run) for run in args.runs]
+    runs, the mean of their decoders; the first run's step, config and log go on as the decoder's.
+    Ingredients after the first may also be decoders exported before (e.g. the shipped one)."""
+    if args.runs[0].is_file():
+        raise WeightsError(f"{args.runs[0]}: the first must be a training run (its log goes on as the decoder's)")
+    ckpts = [read_ingredient(run) for run in args.runs]
     state = mean_state([checkpoint_decoder(c) for c in ckpts], args.runs)
     decoder = load_into(Decoder(skip_taps_of(state)), state, args.runs[0] / "checkpoint.pt")
     atomic_save({k: v.half().contiguous() for k, v in decoder.state_dict().items()}, args.out)
@@ -351,6 +369,7 @@ def export_decoder(args: argparse.Namespace) -> None:
         record["ingredients"] = [
             {"run": str(run), "steps": c["step"], "images_seen": images_seen(c),
              "config_changes": {k: v for k, v in c["config"].items() if cfg.get(k) != v}}
+            | ({"sha256": c["sha256"]} if "sha256" in c else {})
             for run, c in zip(args.runs, ckpts)
         ]  # fmt: skip
     if args.evaluation:
@@ -385,9 +404,16 @@ def main(argv: list[str] | None = None) -> None:
         help="copy a run's decoder into weights/ with a manifest entry",
         description="Copy a training run's decoder (its moving average) into weights/ in float16 and record "
         "it in MANIFEST.json. Given several runs (e.g. copies of one run, each cooled from a nearby step), "
-        "write the mean of their decoders (a weight soup) and record each as an ingredient.",
+        "write the mean of their decoders (a weight soup) and record each as an ingredient; a decoder exported "
+        "before (listed in the MANIFEST.json beside it) can be one.",
     )
-    exp.add_argument("runs", type=Path, nargs="+", metavar="run", help="a training run folder (out_dir)")
+    exp.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="run",
+        help="a training run folder (out_dir); after the first, also an exported decoder, e.g. weights/decoder.pth",
+    )
     exp.add_argument("--out", type=Path, default=DEFAULT_DECODER)
     exp.add_argument("--note", default="", help="free text for the manifest, e.g. why the run stopped")
     exp.add_argument("--evaluation", type=Path, help="the JSON of python -m stylize.evaluate on this decoder")

@@ -253,6 +253,38 @@ def test_export_decoder_averages_several_runs_and_records_them(tmp_path):
         assert str(exit.value.code).startswith(f"error: {tmp_path / other}: {reason}")
 
 
+def test_export_decoder_takes_the_shipped_decoder_as_an_ingredient(tmp_path):
+    shipped, cooled = Decoder(), Decoder()
+    for n, dec in enumerate((shipped, cooled)):
+        run = tmp_path / f"run{n}"
+        run.mkdir()
+        cfg = {"batch_size": 2, "seed": n}
+        torch.save({"decoder": dec.state_dict(), "step": 5 + n, "config": cfg}, run / "checkpoint.pt")
+        (run / "log.csv").write_text(f"step,loss,content,style\n{5 + n},1.5,1.0,0.1\n")
+    out = tmp_path / "w" / "decoder.pth"
+    W.main(["export-decoder", str(tmp_path / "run0"), "--out", str(out)])
+    shipped_sha = W.sha256(out)
+    W.main(["export-decoder", str(tmp_path / "run1"), str(out), "--out", str(out)])  # read before overwritten
+    a, b = (d.state_dict()["0.weight"] for d in (shipped, cooled))
+    torch.testing.assert_close(W.load_decoder(out).state_dict()["0.weight"], (a + b) / 2, rtol=1e-3, atol=1e-3)
+    entry = json.loads((out.parent / "MANIFEST.json").read_text())["decoder.pth"]
+    assert entry["steps"] == 6 and entry["what"].endswith("the mean of 2 runs' decoders")
+    assert entry["ingredients"][1] == {
+        "run": str(out), "steps": 5, "images_seen": 10, "config_changes": {"seed": 0}, "sha256": shipped_sha
+    }  # fmt: skip
+    # a file the manifest does not record (or records with another sha256), or a file first: a clear error
+    torch.save(cooled.state_dict(), tmp_path / "w" / "stray.pth")
+    out.write_bytes((tmp_path / "w" / "stray.pth").read_bytes())
+    for args, reason in (
+        ([tmp_path / "run1", tmp_path / "w" / "stray.pth"], "not an exported decoder"),
+        ([tmp_path / "run1", out], "its sha256 is not the one"),
+        ([out, tmp_path / "run1"], "the first must be a training run"),
+    ):
+        with pytest.raises(SystemExit) as exit:
+            W.main(["export-decoder", *map(str, args), "--out", str(tmp_path / "x.pth")])
+        assert str(exit.value.code).startswith(f"error: {args[0] if 'first' in reason else args[1]}: {reason}")
+
+
 def test_weights_tool_runs_as_a_module_without_a_warning():
     # the package imported stylize.weights before runpy ran it, which warned on every use
     cmd = [sys.executable, "-W", "error::RuntimeWarning", "-m", "stylize.weights", "export-decoder", "--help"]
