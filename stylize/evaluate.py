@@ -258,7 +258,9 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
         "",
         f"Decoder `{result['decoder']}`, sha256 `{result['decoder_sha256']}`"
         + (f", each picture refined {result['refine']} steps (`--refine`). " if result.get("refine") else ". ")
-        + f"{result['photos']} photos x {result['paintings']} paintings from `../shared/data/eval` (never trained on): "
+        + f"{result['photos']} photos x {result['paintings']} paintings from `../shared/data/eval` (never trained on"
+        + ("; held out: picked from the images the default pairs leave out" if result.get("held_out") else "")
+        + "): "
         f"photos at {result['size']} px on the long side, paintings with the short side at {result['style_size']} px."
         + (f" Peer: {result['peer']}, on the same pairs in the same run." if peer else ""),
         "",

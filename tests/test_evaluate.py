@@ -71,6 +71,23 @@ def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path
     assert Image.open(out / "s.jpg").size == (4 * cell + 4 if peer else 3 * cell + 4, 4 * cell + 4)
 
 
+def test_a_held_out_run_scores_other_pairs_and_says_so(tmp_path, encoder_path, decoder_path):
+    data = tmp_path / "eval"
+    for i in range(4):
+        write_image(data / "content" / f"p{i}.png", 48, 64, i)
+        write_image(data / "style" / f"s{i}.png", 40, 40, 10 + i)
+    out = tmp_path / "out"
+    E.main(["--data", str(data), "--decoder", str(decoder_path), "--encoder", str(encoder_path),
+            "--photos", "2", "--paintings", "2", "--size", "64", "--style-size", "40", "--no-peer", "--held-out",
+            "--json", str(out / "e.json"), "--markdown", str(out / "E.md"), "--sheet", ""])  # fmt: skip
+    result = json.loads((out / "e.json").read_text())
+    assert result["held_out"] is True
+    assert {(p["photo"], p["painting"]) for p in result["pairs"]} == {
+        (c, s) for c in ("p1.png", "p3.png") for s in ("s1.png", "s3.png")
+    }
+    assert "held out" in (out / "E.md").read_text()
+
+
 def test_the_peer_s_int8_networks_run_unfused_the_same_on_every_cpu():
     peer = E.load_peer()
     if peer is None:
