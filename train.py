@@ -1,6 +1,6 @@
 """Train a decoder: see `python train.py --help`."""
 
-from stylize.train import main
+from stylize.training.loop import main
 
 if __name__ == "__main__":
     main()

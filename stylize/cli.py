@@ -133,7 +133,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="STEPS",
         help="after the decoder, STEPS steps of the paper's loss, plus an SSIM term that holds the photo's "
         "shapes, on the picture itself (beyond the paper): firmer strokes and more of the painting's palette, "
-        "about 2-3 s per step at 512 px on a 2-core CPU (EVALUATION.md, 'Refinement held by SSIM'); "
+        "about 2-3 s per step at 512 px on a 2-core CPU (docs/usage.md); "
         "20 is a good start, 0 is off (default: 0)",
     )
     p.add_argument("--crop", action="store_true", help="centre-crop contents and styles to squares")

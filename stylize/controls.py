@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from stylize.models import SKIP_CAP, adain, mean_std
+from stylize.models import Stats, adain, mean_std
 
-Stats = tuple[torch.Tensor, torch.Tensor]
 COLOR_MODES = ("coral", "luminance")
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601 / YIQ luminance weights
 
@@ -128,42 +126,6 @@ def masked_adain(
             continue
         target = target + w * adain(f, s_mean, s_std, content_stats=_weighted_mean_std(f, w), cap=cap)
     return (alpha * target + (1 - alpha) * f).to(feats.dtype)
-
-
-class TapAdain(NamedTuple):
-    """AdaIN at a decoder's skip tap as a map of that tap's features, to apply tile by tile: per
-    style k, min(f, top[k]) * scale[k] + shift[k] (from the content's statistics, or its region's,
-    and the style's; top[k] its mean + `cap` stds), blended by region weights w (styles, 1, h, w;
-    None: one style everywhere), then by `alpha` with f. The same numbers as `adain` (with mixed
-    statistics) and `masked_adain`, given the same `cap`: SKIP_CAP unless told."""
-
-    scale: list[torch.Tensor]
-    shift: list[torch.Tensor]
-    top: list[torch.Tensor] | None
-    alpha: float
-
-    @classmethod
-    def of(
-        cls, content: Sequence[Stats], style: Sequence[Stats], alpha: float, cap: float | None = SKIP_CAP
-    ) -> TapAdain:
-        scale = [s_std / c_std for (_, c_std), (_, s_std) in zip(content, style, strict=True)]
-        shift = [s_mean - c_mean * a for a, (c_mean, _), (s_mean, _) in zip(scale, content, style, strict=True)]
-        top = None if cap is None else [c_mean + cap * c_std for c_mean, c_std in content]
-        return cls(scale, shift, top, alpha)
-
-    def __call__(self, f: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-        f = f.float()
-        if w is None:
-            t = self._styled(f, 0)
-        else:
-            t = f * (1 - w.sum(0)).clamp(min=0)
-            for k, wk in enumerate(w):
-                t = t + wk * self._styled(f, k)
-        return t if self.alpha == 1 else self.alpha * t + (1 - self.alpha) * f
-
-    def _styled(self, f: torch.Tensor, k: int) -> torch.Tensor:
-        capped = f if self.top is None else torch.minimum(f, self.top[k])
-        return capped * self.scale[k] + self.shift[k]
 
 
 def _weighted_mean_std(f: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> Stats:

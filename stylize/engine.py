@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize.controls import Stats
-from stylize.models import POOL_AFTER, SKIP_TAPS, VGG_CONVS, Decoder, Encoder, upconv_weight
+from stylize.models import POOL_AFTER, SKIP_TAPS, TAP_SCALE, VGG_CONVS, Decoder, Encoder, Stats, upconv_weight
 
 # Margins around tiles, in input pixels. The encoder's receptive field at relu4_1 is 68 px
 # (34 each side) and the decoder's about 4 feature cells each side; twice that, rounded to
@@ -42,7 +41,6 @@ DECODER_MARGIN = 8  # feature cells (64 output px)
 # take 8x the memory of relu4_1 on a large image): their receptive field (relu3_1: 24 px) adds
 # 3 cells to the decoder's margin, rounded up.
 SKIP_MARGIN = 12
-SKIP_SCALE = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4}  # each skip tap's downscaling of the image
 NNPACK_MIN_PIXELS = 48 * 48
 
 
@@ -164,7 +162,7 @@ class Engine(nn.Module):
         feats, *outs = tiled(fn, [x], self.tile, ENCODER_MARGIN, sums=2 * len(self.skip_taps))
         kept, sums = (outs[: len(self.skip_taps)], outs[len(self.skip_taps) :]) if keep else ([], outs)
         count = x.shape[-2] * x.shape[-1]
-        stats = [_stats(*sums[2 * i : 2 * i + 2], count / SKIP_SCALE[t] ** 2) for i, t in enumerate(self.skip_taps)]
+        stats = [_stats(*sums[2 * i : 2 * i + 2], count / TAP_SCALE[t] ** 2) for i, t in enumerate(self.skip_taps)]
         return feats, dict(zip(self.skip_taps, stats)), dict(zip(self.skip_taps, kept)) if keep else None
 
     @torch.no_grad()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+Stats = tuple[torch.Tensor, torch.Tensor]  # channel (mean, std), each (N, C, 1, 1)
 
 # (name, in_channels, out_channels) of VGG-19's convolutions up to conv4_1, with a
 # 2x2 max-pool after each of conv1_2, conv2_2 and conv3_4.
@@ -17,6 +22,7 @@ VGG_CONVS = (
 POOL_AFTER = {"conv1_2", "conv2_2", "conv3_4"}
 STYLE_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 TAP_CHANNELS = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
+TAP_SCALE = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4, "relu4_1": 8}  # each tap's downscaling of the image
 
 
 def conv3x3(cin: int, cout: int) -> nn.Conv2d:
@@ -86,7 +92,7 @@ SKIP_TAPS = {"relu1_1": 7, "relu2_1": 5, "relu3_1": 1}
 # AdaIN. A channel that is quiet over the photo but fires at a few pixels (the dark tip of a stupa
 # against the sky) sits ~10 stds out there, and the painting's std stretches that into a spike the
 # decoder paints as a saturated blot (the red spots). Style-embedding distance -1.4% on the
-# evaluation's 200 pairs, photo kept as well (EVALUATION.md, "Capping the photo's spikes").
+# evaluation's 200 pairs, photo kept as well (commit e792a4b).
 SKIP_CAP = 6.0
 DECODER_LAYERS = 20  # the paper's decoder: convolutions, ReLUs and upsamplings, in order
 
@@ -177,3 +183,63 @@ def adain(
     if alpha != 1.0:
         target = alpha * target + (1 - alpha) * f
     return target.to(content.dtype)
+
+
+class TapAdain(NamedTuple):
+    """AdaIN at one tap as a map of that tap's features, to apply tile by tile: per style k,
+    min(f, top[k]) * scale[k] + shift[k] (from the content's statistics, or its region's, and the
+    style's; top[k] its mean + `cap` stds), blended by region weights w (styles, 1, h, w; None:
+    one style everywhere), then by `alpha` with f. The same numbers as `adain` (with mixed
+    statistics) and `controls.masked_adain`, given the same `cap`."""
+
+    scale: list[torch.Tensor]
+    shift: list[torch.Tensor]
+    top: list[torch.Tensor] | None
+    alpha: float
+
+    @classmethod
+    def of(cls, content: Sequence[Stats], style: Sequence[Stats], alpha: float, cap: float | None = None) -> TapAdain:
+        scale = [s_std / c_std for (_, c_std), (_, s_std) in zip(content, style, strict=True)]
+        shift = [s_mean - c_mean * a for a, (c_mean, _), (s_mean, _) in zip(scale, content, style, strict=True)]
+        top = None if cap is None else [c_mean + cap * c_std for c_mean, c_std in content]
+        return cls(scale, shift, top, alpha)
+
+    def __call__(self, f: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        f = f.float()
+        if w is None:
+            t = self._styled(f, 0)
+        else:
+            t = f * (1 - w.sum(0)).clamp(min=0)
+            for k, wk in enumerate(w):
+                t = t + wk * self._styled(f, k)
+        return t if self.alpha == 1 else self.alpha * t + (1 - self.alpha) * f
+
+    def _styled(self, f: torch.Tensor, k: int) -> torch.Tensor:
+        capped = f if self.top is None else torch.minimum(f, self.top[k])
+        return capped * self.scale[k] + self.shift[k]
+
+
+def adain_maps(
+    content: Mapping[str, Stats], style: Mapping[str, Stats], alpha: float = 1.0, cap: float | None = SKIP_CAP
+) -> dict[str, TapAdain]:
+    """How a pair is painted, from statistics alone: AdaIN at relu4_1 and at every skip tap in
+    `content` (the content's (mean, std) per tap; `style`, the style's), the skip taps capped at
+    `cap` (SKIP_CAP at use; training's loss paints uncapped: None). Training, its sample grids, the
+    Stylizer and video all paint through it."""
+    return {t: TapAdain.of([c], [style[t]], alpha, None if t == "relu4_1" else cap) for t, c in content.items()}
+
+
+def paint(
+    decoder: nn.Module,
+    feats: torch.Tensor,
+    taps: Mapping[str, torch.Tensor],
+    style: Mapping[str, Stats],
+    alpha: float = 1.0,
+    cap: float | None = SKIP_CAP,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's picture of content features `feats` (relu4_1) and `taps` (those of the skip
+    taps it takes) in a style given by its statistics per tap (`adain_maps`), and the relu4_1
+    target it decoded (what training's content loss compares the picture's features with)."""
+    maps = adain_maps({t: mean_std(x) for t, x in {"relu4_1": feats, **taps}.items()}, style, alpha, cap)
+    target = maps["relu4_1"](feats)
+    return decoder(target, {t: maps[t](x) for t, x in taps.items()}), target

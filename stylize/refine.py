@@ -3,11 +3,11 @@
 The decoder paints any pair in one pass, trained over many pairs: its picture lies near, not at,
 the minimum of the training loss for this pair. From that picture, a few Adam steps on the
 pixels (the optimisation of Gatys et al., from a good start instead of noise) bring the
-painting's statistics much closer: firmer strokes and more of its palette (EVALUATION.md,
-"Refinement"). The paper's loss alone blurs the photo's shapes as it does so; an SSIM term on the
-luminance holds them, so the picture gains the painting and keeps the photo (EVALUATION.md,
-"What holds the photo"). Each step is a pass through the encoder and back at the picture's full
-size: about 2-3 s at 512 px on a 2-core CPU (BENCHMARKS.md, "Refinement").
+painting's statistics much closer: firmer strokes and more of its palette. The paper's loss
+alone blurs the photo's shapes as it does so; an SSIM term on the luminance holds them, so the
+picture gains the painting and keeps the photo (docs/usage.md, "Refinement"). Each step is a pass
+through the encoder and back at the picture's full size: about 2-3 s at 512 px on a 2-core CPU
+(BENCHMARKS.md, "Refinement").
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import torch
 from tqdm import tqdm
 
 from stylize.controls import normalise_weights
-from stylize.losses import content_loss, split_stats, ssim_loss, style_loss, tap_stats
 from stylize.models import Encoder, adain
+from stylize.training.losses import content_loss, split_stats, ssim_loss, style_loss, tap_stats
 
 REFINE_LR = 0.01  # Adam's step on pixel values in [0, 1]
 STYLE_WEIGHT = 10.0  # the paper's lambda
-SSIM_WEIGHT = 5.0  # 1 - SSIM against the photo's luminance (EVALUATION.md, "What holds the photo")
+SSIM_WEIGHT = 5.0  # 1 - SSIM against the photo's luminance: holds its shapes (commit ea4c381)
 
 
 @torch.no_grad()
-def painting_stats(
+def style_target(
     encoder: Encoder, styles: Sequence[torch.Tensor], weights: Sequence[float] | None = None
 ) -> torch.Tensor:
     """The style loss's target (`tap_stats`, (1, STATS_SIZE)) of style images (3, H, W), mixed by
@@ -50,7 +50,7 @@ def refine(
     """`image` (N, 3, H, W), the decoder's picture of `content` (the same shape), after `steps`
     Adam steps on content_loss + style_weight x style_loss (the paper's training loss for this
     pair) + ssim_weight x ssim_loss (the content's luminance structure, which the first two blur).
-    `style` is the painting's `painting_stats`; `alpha` blends both targets with the content's
+    `style` is the painting's `style_target`; `alpha` blends both targets with the content's
     own features and statistics, as AdaIN's alpha does. A progress bar shows on a terminal."""
     with torch.no_grad():
         taps = encoder(content)

@@ -12,8 +12,6 @@ import torch.nn.functional as F
 
 from stylize.controls import (
     COLOR_MODES,
-    Stats,
-    TapAdain,
     coral,
     gray_matched,
     keep_chroma,
@@ -22,15 +20,15 @@ from stylize.controls import (
     mix_stats,
     region_weights,
 )
-from stylize.engine import SKIP_SCALE, Engine
-from stylize.models import Decoder, Encoder, adain, mean_std
-from stylize.refine import painting_stats
+from stylize.engine import Engine
+from stylize.models import SKIP_CAP, TAP_SCALE, Decoder, Encoder, Stats, TapAdain, adain_maps, mean_std
+from stylize.refine import style_target
 from stylize.refine import refine as run_refine
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
 
 # The painting's short side by default (command line, page, evaluation): it sets the stroke scale.
 # The evaluation's independent judge (the style-embedding distance) scored 256 best of 192-512, at
-# 512 and at 1024 px photos alike (EVALUATION.md, "The painting's size").
+# 512 and at 1024 px photos alike (commit af34703).
 STYLE_SIZE = 256
 
 
@@ -145,24 +143,24 @@ class Stylizer:
         image, feats, shallow, taps = self.encode(content)
         x = _batched(image)
         padded = _pad8(x.to(self.device)) if self.engine.skip_taps else None
-        deep = [s.at("relu4_1") for s in stats]
         if masks is None:
-            target = adain(feats, *mix_stats(deep, weights), alpha)
-            skips = {t: TapAdain.of([shallow[t]], [mix_stats([s.at(t) for s in stats], weights)], alpha)
-                     for t in self.engine.skip_taps}  # fmt: skip
-            out = self.decode(target, x.shape[-2:], padded, skips, taps=taps)
+            style_mix = {t: mix_stats([s.at(t) for s in stats], weights) for t in ("relu4_1", *self.engine.skip_taps)}
+            maps = adain_maps({"relu4_1": mean_std(feats), **(shallow or {})}, style_mix, alpha)
+            out = self.decode(maps["relu4_1"](feats).to(feats.dtype), x.shape[-2:], padded, maps, taps=taps)
             if refine:
-                painting = painting_stats(self.encoder, [s.to(self.device) for s in styles], weights)
-                out = run_refine(self.encoder, x.to(self.device), out, painting, refine, alpha)
+                target = style_target(self.encoder, [s.to(self.device) for s in styles], weights)
+                out = run_refine(self.encoder, x.to(self.device), out, target, refine, alpha)
         else:
             m = torch.stack(list(masks)) if not isinstance(masks, torch.Tensor) else masks
             m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))[:, 0]
             deep_w = region_weights(m, feats.shape[-2:], len(stats))
-            target = masked_adain(feats, deep, deep_w, alpha)
-            grids = {t: tuple(n // SKIP_SCALE[t] for n in m.shape[-2:]) for t in self.engine.skip_taps}
+            target = masked_adain(feats, [s.at("relu4_1") for s in stats], deep_w, alpha)
+            grids = {t: tuple(n // TAP_SCALE[t] for n in m.shape[-2:]) for t in self.engine.skip_taps}
             w = {t: region_weights(m, grid, len(stats)) for t, grid in grids.items()}
             regions = self.engine.region_stats(padded, w) if w else {}
-            skips = {t: TapAdain.of(regions[t], [s.at(t) for s in stats], alpha) for t in self.engine.skip_taps}
+            skips = {
+                t: TapAdain.of(regions[t], [s.at(t) for s in stats], alpha, SKIP_CAP) for t in self.engine.skip_taps
+            }
             out = self.decode(target, x.shape[-2:], padded, skips, w, taps)
         return out if image.dim() == 4 else out[0]
 

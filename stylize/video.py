@@ -12,14 +12,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from stylize.controls import TapAdain
 from stylize.files import temp_beside
 from stylize.images import pil_to_tensor, tensor_to_pil
-from stylize.models import adain, mean_std
+from stylize.models import Stats, adain_maps, mean_std
 from stylize.stylizer import StyleStats, Stylizer, _batched, _pad8
 
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
-Stats = tuple[torch.Tensor, torch.Tensor]
 
 
 class VideoError(Exception):
@@ -114,14 +112,13 @@ def stylize_frames(
     x = _batched(frames).to(stylizer.device)
     with torch.no_grad():
         _, feats, shallow, taps = stylizer.encode(x)
-        stats, t.stats["relu4_1"] = smooth_stats(mean_std(feats), t.stats.get("relu4_1"), smoothing)
-        target = adain(feats, *style.at("relu4_1"), alpha, content_stats=stats)
-        skips = {}
-        for tap, own in (shallow or {}).items():
-            stats, t.stats[tap] = smooth_stats(own, t.stats.get(tap), smoothing)
-            skips[tap] = TapAdain.of([stats], [style.at(tap)], alpha)
-        padded = _pad8(x) if skips else None
-        return steady(stylizer.decode(target, x.shape[-2:], padded, skips, taps=taps), x, t, smoothing)
+        smoothed = {}
+        for tap, own in {"relu4_1": mean_std(feats), **(shallow or {})}.items():
+            smoothed[tap], t.stats[tap] = smooth_stats(own, t.stats.get(tap), smoothing)
+        maps = adain_maps(smoothed, {tap: style.at(tap) for tap in smoothed}, alpha)
+        padded = _pad8(x) if shallow else None
+        out = stylizer.decode(maps["relu4_1"](feats).to(feats.dtype), x.shape[-2:], padded, maps, taps=taps)
+        return steady(out, x, t, smoothing)
 
 
 def read_frames(container, stream, transform: Callable[[torch.Tensor], torch.Tensor], audio_out, out) -> Iterator:  # noqa: ANN001

@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers import ROOT, write_image
 
-from stylize.config import load_config
 from stylize.models import Decoder
+from stylize.training.config import load_config
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Run train.py or infer.py, SIGKILLing every process at its Nth call of a function: a real kill
 at a known point, for the resume tests. Used by tests/test_distributed.py as
 
-    torchrun ... tests/kill_at.py stylize.train:losses 4 stylize.train --config ...
+    torchrun ... tests/kill_at.py stylize.training.losses:terms 4 stylize.training.loop --config ...
 """
 
 import importlib

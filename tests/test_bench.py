@@ -5,11 +5,12 @@ import torch
 from helpers import make_image
 from torch import nn
 
-from stylize import bench
-from stylize.config import TrainConfig
 from stylize.images import save_image
 from stylize.models import Decoder, Encoder
-from stylize.train import encode, losses
+from stylize.tools import bench
+from stylize.training import losses
+from stylize.training.config import TrainConfig
+from stylize.training.loop import Images, encode, loss_weights
 
 
 @pytest.fixture
@@ -32,7 +33,9 @@ def test_the_reference_networks_compute_ours(nets):
 def test_the_reference_training_step_has_our_loss(nets):
     enc, dec = nets
     content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    lc, ls, *_ = losses(enc, dec, content, *encode(enc, content, style)[:2])
+    b = encode(enc, Images(content, style), (), torch.device("cpu"))
+    terms = losses.terms(enc, dec, b, loss_weights(TrainConfig()))  # the paper's: content + 10 x style
+    lc, ls = terms["content"], terms["style"]
     slices, ref_dec = bench.reference_nets(enc, dec)
     opt = torch.optim.Adam(ref_dec.parameters())
     ref = bench.ref_train_step(slices, ref_dec, opt, content, style, 10.0)

@@ -5,16 +5,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylize import cache
-from stylize import train as T
-from stylize.data import CropDataset
-from stylize.distributed import Dist
-from stylize.losses import tap_stats
-from stylize.weights import load_encoder
+from stylize.training import cache
+from stylize.training import loop as T
+from stylize.training import losses as L
+from stylize.training.data import CropDataset
+from stylize.training.losses import tap_stats
+from stylize.weights import load_decoder, load_encoder
 
 
 def test_cache_holds_the_crops_their_features_and_the_paintings_statistics(cache_cfg):
-    c = cache_cfg("cache_crops=2", "style_image_size=48")  # paintings at their own scale
+    c = cache_cfg("style_image_size=48")  # style images at their own scale
     enc = load_encoder(c.encoder)
     root = cache.build(c, enc, torch.device("cpu"))
     pixels, feats, stats = (np.load(root / name) for name in cache.FILES)
@@ -51,11 +51,15 @@ def test_cached_batches_follow_the_sample_numbers(cache_cfg):
     cache.build(c, load_encoder(c.encoder), torch.device("cpu"))
     straight = cache.CachedBatches(c.cache_dir, c.seed).batches(2, 0)
     later = cache.CachedBatches(c.cache_dir, c.seed).batches(2, 4)
+
+    def tensors(b):
+        return b.content, b.feats, b.stats
+
     batches = [next(straight) for _ in range(5)]
-    for a, b in zip(batches[4][:3], next(later)[:3]):  # resuming at step 4 gives step 4's batch
+    for a, b in zip(tensors(batches[4]), tensors(next(later))):  # resuming at step 4 gives step 4's batch
         assert torch.equal(a, b)
     shards = [next(cache.CachedBatches(c.cache_dir, c.seed).batches(2, 0, r, 2)) for r in (0, 1)]
-    for whole, *parts in zip(batches[0][:3], *(s[:3] for s in shards)):  # two processes share each step's batch
+    for whole, *parts in zip(tensors(batches[0]), *map(tensors, shards)):  # two processes share each step's batch
         assert torch.equal(whole, torch.cat(parts))
 
 
@@ -70,45 +74,11 @@ def test_training_from_the_cache_lowers_the_loss_and_resumes_exactly(cache_cfg, 
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_cache_of_the_paintings_alone_serves_a_run_that_reads_its_photos(cache_cfg, tmp_path):
-    c, cpu = cache_cfg("cache_photos=false"), torch.device("cpu")
-    enc = load_encoder(c.encoder)
-    root = cache.build(c, enc, cpu)
-    assert [p.name for p in root.glob("*.npy")] == ["stats.npy"]
-    assert json.loads((root / "meta.json").read_text())["photos"] == 0
-    assert cache.build(cache_cfg(), enc, cpu) == root and (root / "feats.npy").exists()  # not mistaken for a full one
-    c = cache_cfg("cache_photos=false", f"cache_dir={tmp_path / 'paintings'}")
-    read, mixed, full = (next(T.batches(x, enc, cpu, 3, Dist())) for x in (cache_cfg("cache_dir="), c, cache_cfg()))
-    assert torch.equal(mixed.content, read.content) and mixed.feats is None  # the photos as read at step 3
-    assert torch.equal(mixed.stats, full.stats)  # the paintings as the full cache gives them at step 3
-    T.train(cache_cfg("cache_photos=false", "steps=4", out="straight"))
-    T.train(cache_cfg("cache_photos=false", "steps=2", out="split"))
-    T.train(cache_cfg("cache_photos=false", "steps=4", out="split"))
-    a, b = (torch.load(tmp_path / d / "decoder.pth", weights_only=True) for d in ("straight", "split"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
-
-
-def test_paintings_cropped_to_their_own_size_are_read_cached_and_trained_on(cache_cfg):
-    cpu = torch.device("cpu")
-    read = cache_cfg("style_crop_size=24", "cache_dir=")
-    enc = load_encoder(read.encoder)
-    batch = next(T.batches(read, enc, cpu, 0, Dist()))
-    assert batch.content.shape[-2:] == (32, 32) and batch.style.shape[-2:] == (24, 24)
-    plain, c = cache_cfg("cache_photos=false"), cache_cfg("cache_photos=false", "style_crop_size=24")
-    assert "style_crop_size" not in cache.cache_key(plain, plain.encoder)  # older caches keep their key
-    assert cache.cache_key(c, c.encoder)["style_crop_size"] == 24
-    stats = np.load(cache.build(c, enc, cpu) / "stats.npy")
-    painting = CropDataset(c.style_dir, c.painting_size, 24, c.seed + 1)[1]
-    with torch.no_grad():
-        assert torch.allclose(torch.from_numpy(stats[1]), tap_stats(enc(painting[None]))[0], atol=1e-4)
-    T.train(cache_cfg("cache_photos=false", "style_crop_size=24", "steps=2"))
-
-
 def test_the_skip_taps_features_are_added_to_a_cache_built_without_them(cache_cfg):
     enc = load_encoder(cache_cfg().encoder)
     root = cache.build(cache_cfg(), enc, torch.device("cpu"))  # no skips: the crops alone
     crops_built = (root / "content.npy").stat().st_mtime_ns
-    c = cache_cfg("skip_taps=[relu2_1, relu3_1]", "cache_skips=true")
+    c = cache_cfg("skip_taps=[relu2_1, relu3_1]")
     cache.build(c, enc, torch.device("cpu"))
     assert (root / "content.npy").stat().st_mtime_ns == crops_built  # the crops were not made again
     assert json.loads((root / "meta.json").read_text())["taps"] == ["relu2_1", "relu3_1"]
@@ -119,25 +89,27 @@ def test_the_skip_taps_features_are_added_to_a_cache_built_without_them(cache_cf
         got = np.load(root / f"{tap}.npy")
         assert got.shape == shape and got.dtype == np.float16
         assert torch.allclose(torch.from_numpy(got).float(), want[tap], rtol=1e-2, atol=1e-2)
-    content, _, _, shallow = next(cache.CachedBatches(root, c.seed, cache.cached_taps(c)).batches(2, 0))
+    b = next(cache.CachedBatches(root, c.seed, tuple(c.skip_taps)).batches(2, 0))
     with torch.no_grad():
-        again = enc(content, last="relu3_1")  # a batch's taps are its own photos'
-    assert all(torch.allclose(shallow[t], again[t], rtol=1e-2, atol=1e-2) for t in shallow)
-    assert next(cache.CachedBatches(root, c.seed).batches(2, 0))[3] == {}  # asked for none: none
+        again = enc(b.content, last="relu3_1")  # a batch's taps are its own content images'
+    assert all(torch.allclose(b.taps[t], again[t], rtol=1e-2, atol=1e-2) for t in b.taps)
+    assert next(cache.CachedBatches(root, c.seed).batches(2, 0)).taps == {}  # asked for none: none
 
 
 def test_training_on_cached_skip_taps_is_training_on_encoded_ones(cache_cfg, decoder_path):
-    c = cache_cfg("skip_taps=[relu2_1, relu3_1]", "cache_skips=true", "identity_weight=1")
+    c = cache_cfg("skip_taps=[relu2_1, relu3_1]", "identity_weight=1")
     enc = load_encoder(c.encoder)
-    dec = T.load_decoder(decoder_path, tuple(c.skip_taps))
+    dec = load_decoder(decoder_path, tuple(c.skip_taps))
     for conv in dec.skips.values():  # skips that do something
         torch.nn.init.normal_(conv.weight, std=0.05)
-    content, feats, stats, shallow = next(
-        cache.CachedBatches(cache.build(c, enc, torch.device("cpu")), c.seed, ("relu2_1", "relu3_1")).batches(2, 0)
-    )
-    cached = T.losses(enc, dec, content, feats, stats, 1, laplacian=True, ssim=True, photo_taps=shallow)
-    encoded = T.losses(enc, dec, content, feats, stats, 1, laplacian=True, ssim=True)
-    for a, b in zip(cached, encoded):
-        assert torch.allclose(a, b, rtol=2e-3, atol=1e-6), (a, b)
+    root = cache.build(c, enc, torch.device("cpu"))
+    b = next(cache.CachedBatches(root, c.seed, ("relu2_1", "relu3_1")).batches(2, 0))
+    with torch.no_grad():  # the same crops, their skip taps encoded here
+        taps = enc(b.content, last="relu3_1")
+    weights = T.loss_weights(c) | {"laplacian": 1.0, "ssim": 1.0}
+    cached = L.terms(enc, dec, b, weights)
+    encoded = L.terms(enc, dec, b._replace(taps={t: taps[t] for t in b.taps}), weights)
+    for k in cached:
+        assert torch.allclose(cached[k], encoded[k], rtol=2e-3, atol=1e-6), (k, cached[k], encoded[k])
     T.train(c)  # and a run on them goes through
     assert (Path(c.out_dir) / "decoder.pth").exists()

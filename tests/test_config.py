@@ -1,11 +1,11 @@
 import pytest
 from helpers import ROOT
 
-from stylize.config import ConfigError, TrainConfig, load_config
+from stylize.training.config import ConfigError, TrainConfig, load_config
 
 
 def test_shipped_configs_load():
-    for name in ("adain.yaml", "adain_cpu.yaml", "smoke.yaml"):
+    for name in ("adain.yaml", "cpu_128.yaml", "cpu_256.yaml", "smoke.yaml"):
         assert isinstance(load_config(ROOT / "configs" / name), TrainConfig)
     cfg = load_config(ROOT / "configs" / "adain.yaml")
     assert (cfg.batch_size, cfg.crop_size, cfg.steps, cfg.lr) == (8, 256, 160_000, 1e-4)
@@ -15,14 +15,12 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
     cfg = load_config(None, ["batch_size=16", "lr=3e-4", "amp=false", "out_dir=runs/x"])
     assert (cfg.batch_size, cfg.lr, cfg.amp, cfg.out_dir) == (16, 3e-4, False, "runs/x")
     assert load_config(None, ["style_weight=5"]).style_weight == 5.0  # an int is fine for a float
-    assert load_config(None, ["style_layer_weights=[2, 2, 1, 0.5]"]).style_layer_weights == [2.0, 2.0, 1.0, 0.5]
-    assert load_config(None, []).painting_size == 288  # the paintings' size follows image_size...
-    assert load_config(None, ["style_image_size=300"]).painting_size == 300  # ...unless set
-    cfg = load_config(None, ["style_image_size=128", "style_crop_size=128"])  # crop_size 256 is the photos'
-    assert (cfg.crop_size, cfg.painting_crop) == (256, 128) and load_config(None, []).painting_crop == 256
+    assert load_config(None, ["skip_taps=[relu2_1, relu3_1]"]).skip_taps == ["relu2_1", "relu3_1"]
+    assert load_config(None, []).style_size == 288  # the style images' size follows image_size...
+    assert load_config(None, ["style_image_size=300"]).style_size == 300  # ...unless set
     assert load_config(None, ["cache_dir=runs/c"]).cache_dir == "runs/c"
-    cfg = load_config(None, ["cache_dir=runs/c", "distill_dir=runs/d", "cache_dir=", "distill_dir= "])
-    assert (cfg.cache_dir, cfg.distill_dir) == ("", "")  # key= empties a path: no cache, as on a shell
+    cfg = load_config(None, ["cache_dir=runs/c", "init_decoder=runs/d.pth", "cache_dir=", "init_decoder= "])
+    assert (cfg.cache_dir, cfg.init_decoder) == ("", "")  # key= empties a path: no cache, as on a shell
     with pytest.raises(ConfigError, match="config key 'steps': expected int, got str"):
         load_config(None, ["steps="])
 
@@ -38,15 +36,12 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
         ("crop_size: 512\n", "config key 'crop_size': 512 is larger than image_size"),
         ("style_image_size: 128\n", "config key 'crop_size': 256 is larger than style_image_size 128"),
         ("style_image_size: -1\n", "config key 'style_image_size': must not be negative"),
-        ("style_image_size: 128\nstyle_crop_size: 192\n", "'style_crop_size': 192 is larger than style_image_size"),
-        ("style_crop_size: 300\n", "config key 'style_crop_size': 300 is larger than image_size 288"),
         ("ema_decay: 1\n", r"config key 'ema_decay': must be in \[0, 1\), got 1.0"),
         ("cooldown_start: 100\n", "config key 'cooldown_steps': must be positive with a cooldown_start, got 0"),
         ("- a\n- b\n", "expected a mapping"),
-        ("style_layer_weights: [1, 1, 1]\n", "config key 'style_layer_weights': 4 weights"),
-        ("style_layer_weights: [1, 1, -1, 1]\n", "config key 'style_layer_weights': 4 weights"),
-        ("style_layer_weights: [1, 1, x, 1]\n", r"config key 'style_layer_weights\[2\]': expected float, got str"),
-        ("style_layer_weights: 1\n", "config key 'style_layer_weights': expected list, got int"),
+        ("skip_taps: [relu2_1, 7]\n", r"config key 'skip_taps\[1\]': expected str, got int"),
+        ("skip_taps: relu2_1\n", "config key 'skip_taps': expected list, got str"),
+        ("style_half_weight: 0.5\ncache_dir: runs/c\n", "'style_half_weight': needs the style images read each step"),
         ("skip_taps: [relu4_1]\n", "config key 'skip_taps': each one of relu1_1, relu2_1, relu3_1, got relu4_1"),
         ("skip_lr_scale: 0\n", "config key 'skip_lr_scale': must be positive"),
     ],
@@ -61,3 +56,4 @@ def test_config_errors_name_the_key(tmp_path, text, message):
 def test_override_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(None, ["batch_size"])
+

@@ -3,7 +3,6 @@ import torch
 from helpers import make_image
 
 from stylize.controls import (
-    TapAdain,
     _weighted_mean_std,
     coral,
     gray_matched,
@@ -14,7 +13,7 @@ from stylize.controls import (
     normalise_weights,
     region_weights,
 )
-from stylize.models import SKIP_CAP, adain, mean_std
+from stylize.models import SKIP_CAP, TapAdain, adain, adain_maps, mean_std
 from stylize.stylizer import Stylizer
 
 
@@ -146,9 +145,9 @@ def test_tap_adain_computes_what_adain_and_masked_adain_do():
     f[:, 2] = 0.0
     f[0, 2, 4, 1], f[1, 2, 3, 9] = 50.0, 40.0  # a quiet channel firing at one pixel: past the cap
     styles = [(torch.rand(1, 6, 1, 1), torch.rand(1, 6, 1, 1) + 0.5) for _ in range(2)]
-    plain = TapAdain.of([mean_std(f)], [styles[0]], 0.7)  # SKIP_CAP unless told
+    plain = TapAdain.of([mean_std(f)], [styles[0]], 0.7, cap=SKIP_CAP)
     torch.testing.assert_close(plain(f), adain(f, *styles[0], 0.7, cap=SKIP_CAP), rtol=1e-5, atol=1e-5)
-    uncapped = TapAdain.of([mean_std(f)], [styles[0]], 0.7, cap=None)
+    uncapped = TapAdain.of([mean_std(f)], [styles[0]], 0.7)  # uncapped unless told
     torch.testing.assert_close(uncapped(f), adain(f, *styles[0], 0.7), rtol=1e-5, atol=1e-5)
     assert (uncapped(f) - plain(f)).abs().max() > 1.0
     w = torch.zeros(2, 1, 9, 11)
@@ -156,3 +155,15 @@ def test_tap_adain_computes_what_adain_and_masked_adain_do():
     regions = [_weighted_mean_std(f, wk) for wk in w]
     masked = TapAdain.of(regions, styles, 0.7, cap=3.0)
     torch.testing.assert_close(masked(f, w), masked_adain(f, styles, w, 0.7, cap=3.0), rtol=1e-5, atol=1e-5)
+
+
+def test_a_pair_is_painted_with_the_skip_taps_capped_and_relu4_1_not():
+    torch.manual_seed(0)
+    f = torch.rand(1, 6, 9, 11)
+    f[0, 2, 4, 1] = 50.0  # past any cap
+    own, style = mean_std(f), (torch.rand(1, 6, 1, 1), torch.rand(1, 6, 1, 1) + 0.5)
+    maps = adain_maps({"relu4_1": own, "relu2_1": own}, {"relu4_1": style, "relu2_1": style}, 0.9)
+    torch.testing.assert_close(maps["relu4_1"](f), adain(f, *style, 0.9), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(maps["relu2_1"](f), adain(f, *style, 0.9, cap=SKIP_CAP), rtol=1e-5, atol=1e-5)
+    loose = adain_maps({"relu2_1": own}, {"relu2_1": style}, 0.9, cap=None)  # as training's loss paints
+    torch.testing.assert_close(loose["relu2_1"](f), adain(f, *style, 0.9), rtol=1e-5, atol=1e-5)

@@ -10,10 +10,10 @@ import torch
 from helpers import ROOT, write_image
 
 from stylize import cli
-from stylize import train as T
-from stylize.config import ConfigError, load_config
-from stylize.data import CountingSampler
 from stylize.distributed import Dist, shard
+from stylize.training import loop as T
+from stylize.training.config import ConfigError, load_config
+from stylize.training.data import CountingSampler
 from stylize.weights import read_state
 
 # Two processes sum their gradients in another order than one process does. Adam turns the
@@ -38,7 +38,7 @@ def torchrun(*args: object, kill: tuple[str, int] | None = None) -> subprocess.C
     `kill=(module:function, n)` SIGKILLs each process at its nth call of that function."""
     entry, *rest = map(str, args)
     if kill:
-        module = "stylize.train" if entry == "train.py" else "stylize.cli"
+        module = "stylize.training.loop" if entry == "train.py" else "stylize.cli"
         cmd = [str(ROOT / "tests" / "kill_at.py"), kill[0], str(kill[1]), module, *rest]
     else:
         cmd = [str(ROOT / entry), *rest]
@@ -88,7 +88,7 @@ def test_two_processes_train_like_one_and_resume_after_a_kill(tmp_path, image_di
     # Two processes, each SIGKILLed at its 4th step (checkpoints every 2 steps; if rank 0 hears of
     # rank 1's death first, torchrun's SIGTERM makes it write one at step 3)...
     killed = torchrun("train.py", "--config", config, "--set", f"out_dir={tmp_path / 'two'}", "--set", "steps=6",
-                      kill=("stylize.train:losses", 4))  # fmt: skip
+                      kill=("stylize.training.losses:terms", 4))  # fmt: skip
     assert killed.returncode != 0
     assert T.Run(cfg("two", 6)).load()["step"] in (2, 3)
     # ...then the same command again resumes and finishes.

@@ -4,9 +4,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from stylize import engine
-from stylize.controls import TapAdain
 from stylize.engine import Engine, interleave, upconv_weight
-from stylize.models import Decoder, Encoder, mean_std
+from stylize.models import Decoder, Encoder, TapAdain, mean_std
 from stylize.stylizer import Stylizer
 
 CPU = torch.device("cpu")

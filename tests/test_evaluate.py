@@ -5,9 +5,9 @@ import torch
 from helpers import write_image
 from PIL import Image
 
-from stylize import evaluate as E
-from stylize.losses import tap_stats
 from stylize.models import Encoder
+from stylize.tools import evaluate as E
+from stylize.training.losses import tap_stats
 
 
 def test_psnr_of_a_known_error():
@@ -123,3 +123,16 @@ def test_empty_markdown_and_sheet_paths_write_neither(tmp_path, monkeypatch, enc
             "--json", "e.json", "--markdown", "", "--sheet", ""])  # fmt: skip
     assert json.loads((out / "e.json").read_text())["pairs"]
     assert [p.name for p in out.iterdir()] == ["e.json"]
+
+
+def test_by_default_the_report_goes_beside_the_numbers_not_into_the_docs(
+    tmp_path, monkeypatch, encoder_path, decoder_path
+):
+    data = tmp_path / "eval"
+    write_image(data / "content" / "p.png", 48, 64, 0)
+    write_image(data / "style" / "s.png", 40, 40, 1)
+    monkeypatch.chdir(tmp_path)
+    E.main(["--data", str(data), "--decoder", str(decoder_path), "--encoder", str(encoder_path),
+            "--size", "64", "--style-size", "40", "--no-peer", "--sheet", ""])  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "runs" / "eval").iterdir()) == ["evaluation.json", "evaluation.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.pth", "eval", "runs"]  # nothing else written

@@ -3,10 +3,10 @@ import torch
 from helpers import make_image
 
 from stylize.controls import luminance
-from stylize.losses import content_loss, split_stats, ssim, style_loss
 from stylize.models import adain
-from stylize.refine import painting_stats, refine
+from stylize.refine import style_target, refine
 from stylize.stylizer import Stylizer
+from stylize.training.losses import content_loss, split_stats, ssim, style_loss
 from stylize.weights import load_encoder
 
 
@@ -21,7 +21,7 @@ def test_refine_lowers_the_training_loss_and_keeps_the_picture_valid(encoder_pat
     encoder = load_encoder(encoder_path)
     content, style = make_image(48, 56, 1)[None], make_image(40, 40, 2)
     start = content.clone()  # a decoder that gives the photo back: all the style is still to paint
-    stats = painting_stats(encoder, [style])
+    stats = style_target(encoder, [style])
     out = refine(encoder, content, start, stats, steps=5)
     assert out.shape == start.shape and not out.requires_grad
     assert 0 <= out.min() and out.max() <= 1
@@ -37,7 +37,7 @@ def noisy(content: torch.Tensor, amount: float) -> torch.Tensor:
 def test_the_ssim_term_holds_the_photo_s_structure(encoder_path):
     encoder = load_encoder(encoder_path)
     content, style = make_image(48, 48, 9)[None], make_image(40, 40, 10)
-    stats, start, luma = painting_stats(encoder, [style]), noisy(content, 0.15), luminance(content)
+    stats, start, luma = style_target(encoder, [style]), noisy(content, 0.15), luminance(content)
     free, held = (refine(encoder, content, start, stats, steps=15, ssim_weight=w) for w in (0.0, 500.0))
     assert ssim(luminance(held), luma).item() > ssim(luminance(free), luma).item() + 0.05
 
@@ -45,7 +45,7 @@ def test_the_ssim_term_holds_the_photo_s_structure(encoder_path):
 def test_alpha_0_pulls_towards_the_content_and_alpha_1_away(encoder_path):
     encoder = load_encoder(encoder_path)
     content, style = make_image(40, 40, 3)[None], make_image(40, 40, 4)
-    start, stats = noisy(content, 0.1), painting_stats(encoder, [style])
+    start, stats = noisy(content, 0.1), style_target(encoder, [style])
     own, painted = (refine(encoder, content, start, stats, steps=10, alpha=a) for a in (0.0, 1.0))
     gap = (start - content).abs().mean()
     assert (own - content).abs().mean() < gap < (painted - content).abs().mean()
@@ -54,8 +54,8 @@ def test_alpha_0_pulls_towards_the_content_and_alpha_1_away(encoder_path):
 def test_mixed_painting_stats_are_the_weighted_sum(encoder_path):
     encoder = load_encoder(encoder_path)
     a, b = make_image(32, 32, 5), make_image(32, 40, 6)
-    mixed = painting_stats(encoder, [a, b], [3, 1])
-    expected = 0.75 * painting_stats(encoder, [a]) + 0.25 * painting_stats(encoder, [b])
+    mixed = style_target(encoder, [a, b], [3, 1])
+    expected = 0.75 * style_target(encoder, [a]) + 0.25 * style_target(encoder, [b])
     torch.testing.assert_close(mixed, expected)
 
 

@@ -11,9 +11,11 @@ import pytest
 import torch
 from helpers import ROOT, write_image
 
-from stylize import train as T
-from stylize.config import load_config
-from stylize.models import Decoder
+from stylize.models import Decoder, Encoder, adain
+from stylize.training import loop as T
+from stylize.training import losses as L
+from stylize.training import run as R
+from stylize.training.config import load_config
 from stylize.weights import read_state
 
 
@@ -58,8 +60,8 @@ def test_resume_is_exact(smoke):
 def test_corrupt_checkpoint_falls_back_to_previous(smoke, capsys):
     cfg = smoke("steps=4")
     T.train(cfg)
-    (ckpt := T.Run(cfg).ckpt).write_bytes(b"garbage")
-    assert T.Run(cfg).load()["step"] == 2  # checkpoint_prev.pt, written at step 2
+    (ckpt := R.Run(cfg).ckpt).write_bytes(b"garbage")
+    assert R.Run(cfg).load()["step"] == 2  # checkpoint_prev.pt, written at step 2
     assert "unreadable" in capsys.readouterr().err + capsys.readouterr().out or ckpt.exists()
 
 
@@ -73,7 +75,7 @@ def test_broken_training_images_are_skipped(smoke, image_dirs):
 
 def test_interrupt_writes_a_checkpoint(smoke, monkeypatch):
     cfg = smoke("steps=10", "checkpoint_every=100")
-    real, calls = T.losses, []
+    real, calls = L.terms, []
 
     def interrupt_on_third(*args):
         calls.append(1)
@@ -81,11 +83,11 @@ def test_interrupt_writes_a_checkpoint(smoke, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(T, "losses", interrupt_on_third)
+    monkeypatch.setattr(L, "terms", interrupt_on_third)
     with pytest.raises(SystemExit) as exit_info:
         T.train(cfg)
     assert exit_info.value.code == 130
-    assert T.Run(cfg).load()["step"] == 2
+    assert R.Run(cfg).load()["step"] == 2
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):
@@ -185,10 +187,10 @@ def test_a_signal_to_the_whole_process_group_still_checkpoints(tmp_path, image_d
 def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(smoke, capsys):
     cfg = smoke("steps=2")
     T.train(cfg)
-    T.Run(cfg).ckpt.write_bytes(b"garbage")
-    torch.save({"conv.weight": torch.zeros(1)}, T.Run(cfg).prev)  # readable, but not a checkpoint
-    with pytest.raises(T.CheckpointError, match="no usable checkpoint"):
-        T.Run(cfg).load()
+    R.Run(cfg).ckpt.write_bytes(b"garbage")
+    torch.save({"conv.weight": torch.zeros(1)}, R.Run(cfg).prev)  # readable, but not a checkpoint
+    with pytest.raises(R.CheckpointError, match="no usable checkpoint"):
+        R.Run(cfg).load()
     err = capsys.readouterr()
     assert "checkpoint.pt is unreadable" in err.out + err.err
     assert "checkpoint_prev.pt is not a training checkpoint" in err.out + err.err
@@ -209,9 +211,9 @@ def test_resume_drops_log_rows_past_the_checkpoint(smoke, tmp_path):
     log = tmp_path / "run" / "log.csv"
     header, *rows = log.read_text().splitlines(keepends=True)
     log.write_text(header + "".join(rows) + "5,0.001,1.0,1")  # steps a SIGKILL cut short, half a row
-    T.Run(cfg).trim_log(2)
+    R.Run(cfg).trim_log(2)
     assert [int(r["step"]) for r in csv.DictReader(open(log))] == [1, 2]
-    T.Run(cfg).trim_log(2)  # nothing more to drop: the file is left alone
+    R.Run(cfg).trim_log(2)  # nothing more to drop: the file is left alone
     assert [int(r["step"]) for r in csv.DictReader(open(log))] == [1, 2]
 
 
@@ -233,7 +235,7 @@ def test_a_decoder_trained_elsewhere_goes_on_from_its_step(smoke, tmp_path, deco
 
 def test_a_cooldown_on_a_copy_of_the_run_takes_the_lr_linearly_to_zero(smoke, tmp_path):
     T.train(smoke("steps=6"))
-    shutil.copytree(tmp_path / "run", tmp_path / "cool")  # as the README says: the run itself goes on
+    shutil.copytree(tmp_path / "run", tmp_path / "cool")  # as docs/training.md says: the run itself goes on
     T.train(smoke("steps=10", "cooldown_start=6", "cooldown_steps=4", out="cool"))
     rows = list(csv.DictReader(open(tmp_path / "cool" / "log.csv")))[6:]
     full = [1e-3 / (1 + 5e-5 * s) for s in range(6, 10)]  # steps 7..10 train at the lr of steps 6..9
@@ -271,56 +273,51 @@ def test_skips_trained_from_a_decoder_without_them_learn_and_resume(smoke, tmp_p
     assert state["skips.relu2_1.weight"].any() and state["skips.relu3_1.weight"].any()  # they start at zero
     assert float(list(csv.DictReader(open(tmp_path / "run" / "log.csv")))[-1]["identity"]) > 0
     T.train(smoke("steps=2", "recon_steps=2", "skip_taps=[relu1_1]", out="recon"))  # the warm start too
-    with pytest.raises(T.CheckpointError, match="has skips from relu2_1, relu3_1, the config asks for relu1_1"):
+    with pytest.raises(R.CheckpointError, match="has skips from relu2_1, relu3_1, the config asks for relu1_1"):
         T.train(smoke("steps=7", "skip_taps=[relu1_1]"))
 
 
-def test_identity_loss_is_the_l1_of_the_photos_decoded_from_their_own_features():
+WEIGHTS = {"content": 1.0, "style": 10.0, "style_half": 0.0, "identity": 0.0, "laplacian": 0.0, "ssim": 0.0}
+
+
+def encoded(enc: Encoder, content: torch.Tensor, style: torch.Tensor, half: bool = False) -> L.Batch:
+    return T.encode(enc, T.Images(content, style), (), torch.device("cpu"), half=half)
+
+
+def test_identity_term_is_the_l1_of_the_content_decoded_from_its_own_features():
     torch.manual_seed(0)
-    enc, dec = T.Encoder(), T.Decoder()
-    content, style = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
-    feats, stats, _ = T.encode(enc, content, style)
-    lc, ls, li, *_ = T.losses(enc, dec, content, feats, stats, identity=2)
+    enc, dec = Encoder(), Decoder()
+    b = encoded(enc, torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32))
+    with_identity = L.terms(enc, dec, b, WEIGHTS | {"identity": 1.0})
     with torch.no_grad():
-        expected = (dec(feats[:2]) - content[:2]).abs().mean()
-    assert li.item() == pytest.approx(expected.item(), rel=1e-5)
-    # the pairs' own losses do not change when the identity photos share the decoder call
-    lc0, ls0, li0, *_ = T.losses(enc, dec, content, feats, stats)
-    assert (lc.item(), ls.item(), li0.item()) == pytest.approx((lc0.item(), ls0.item(), 0.0), rel=1e-5)
+        expected = (dec(b.feats[:2]) - b.content[:2]).abs().mean()
+    assert with_identity["identity"].item() == pytest.approx(expected.item(), rel=1e-4)
+    # the pairs' own terms do not change when the identity images share the decoder call
+    plain = L.terms(enc, dec, b, WEIGHTS)
+    assert plain["identity"].item() == 0.0
+    for k in ("content", "style"):
+        assert with_identity[k].item() == pytest.approx(plain[k].item(), rel=1e-5)
 
 
-def test_train_step_weighs_the_style_taps_as_configured():
-    torch.manual_seed(0)
-    enc, dec = T.Encoder(), T.Decoder()
-    content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    cfg = load_config(None, ["device=cpu", "style_layer_weights=[0, 0, 0, 1]"])
-    opt = torch.optim.Adam(dec.parameters(), lr=0.0)  # lr 0: the decoder stays as it was
-    _, _, ls, *_ = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
-    feats, stats, _ = T.encode(enc, content, style)
-    _, only4, *_ = T.losses(enc, dec, content, feats, stats, layer_weights=[0, 0, 0, 1])
-    _, every, *_ = T.losses(enc, dec, content, feats, stats)
-    assert ls.item() == pytest.approx(only4.item(), rel=1e-4)
-    assert ls.item() < 0.9 * every.item()
-
-
-def test_a_step_on_photos_read_from_disk_encodes_each_photo_once():
+def test_a_step_on_crops_read_from_disk_encodes_each_content_image_once():
     # the decoder's skip taps come from the same pass through VGG as relu4_1, not from a second
     torch.manual_seed(0)
-    enc, dec = T.Encoder(), T.Decoder(skip_taps=("relu2_1", "relu3_1"))
+    enc, dec = Encoder(), Decoder(skip_taps=("relu2_1", "relu3_1"))
     content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
     seen = []
     enc.conv1_1.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
     cfg = load_config(None, ["device=cpu", "skip_taps=[relu2_1, relu3_1]"])
     opt = torch.optim.Adam(dec.parameters(), lr=0.0)
-    T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, lr=0.0)
-    assert sum(torch.equal(x, content) for x in seen) == 1 and len(seen) == 3  # photos, paintings, output
-    feats, stats, taps = T.encode(enc, content, style, dec.skip_taps)
-    alone = enc(content, last="relu3_1")
-    assert all(torch.equal(taps[t], alone[t]) for t in dec.skip_taps) and torch.equal(feats, enc.relu4_1(content))
+    T.train_step(enc, dec, opt, T.Images(content, style), cfg, lr=0.0)
+    assert sum(torch.equal(x, content) for x in seen) == 1 and len(seen) == 3  # content, style, output
+    b = T.encode(enc, T.Images(content, style), dec.skip_taps, torch.device("cpu"))
+    x = content.to(memory_format=torch.channels_last)  # as training lays images out
+    alone = enc(x, last="relu3_1")
+    assert all(torch.equal(b.taps[t], alone[t]) for t in dec.skip_taps) and torch.equal(b.feats, enc.relu4_1(x))
 
 
 def test_identity_weight_trains_alpha_zero_and_is_logged(smoke, tmp_path):
-    T.train(smoke("steps=30", "recon_steps=0", "identity_weight=500", "identity_images=2", "lr=1e-3", "batch_size=2"))
+    T.train(smoke("steps=30", "recon_steps=0", "identity_weight=500", "lr=1e-3", "batch_size=2"))
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     identity = [float(r["identity"]) for r in rows]
     assert all(v > 0 for v in identity)
@@ -329,33 +326,49 @@ def test_identity_weight_trains_alpha_zero_and_is_logged(smoke, tmp_path):
     assert {r["identity"] for r in csv.DictReader(open(tmp_path / "plain" / "log.csv"))} == {"0.0"}
 
 
-@pytest.mark.parametrize("term, index, loss_fn", [("laplacian", 3, T.laplacian_loss), ("ssim", 4, T.ssim_loss)])
-def test_the_photo_s_edge_and_structure_terms_are_its_losses_weighed_and_logged(smoke, tmp_path, term, index, loss_fn):
+@pytest.mark.parametrize("term, loss_fn", [("laplacian", L.laplacian_loss), ("ssim", L.ssim_loss)])
+def test_the_photo_s_edge_and_structure_terms_are_its_losses_weighed_and_logged(smoke, tmp_path, term, loss_fn):
     torch.manual_seed(0)
-    enc, dec = T.Encoder(), T.Decoder()
+    enc, dec = Encoder(), Decoder()
     content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    feats, stats, _ = T.encode(enc, content, style)
-    got = T.losses(enc, dec, content, feats, stats, **{term: True})[index]
+    b = encoded(enc, content, style)
+    got = L.terms(enc, dec, b, WEIGHTS | {term: 1.0})[term]
     with torch.no_grad():
-        out = dec(T.adain(feats, *T.split_stats(stats)["relu4_1"]))
-    assert got.item() == pytest.approx(loss_fn(out, content).item(), rel=1e-5)
-    assert T.losses(enc, dec, content, feats, stats)[index].item() == 0.0  # off unless asked
+        out = dec(adain(b.feats, *L.split_stats(b.stats)["relu4_1"]))
+    assert got.item() == pytest.approx(loss_fn(out, content).item(), rel=1e-4)
+    assert L.terms(enc, dec, b, WEIGHTS)[term].item() == 0.0  # off unless weighed
     # weighed by its weight into the loss the step follows
-    cfg = load_config(None, ["device=cpu", "content_weight=0", "style_weight=0", f"{term}_weight=3"])
+    cfg = load_config(None, ["device=cpu", "style_weight=0", f"{term}_weight=3"])
     before = [p.detach().clone() for p in dec.parameters()]
     opt = torch.optim.Adam(dec.parameters())
-    loss, *terms = T.train_step(enc, dec, opt, T.Batch(content, style=style), cfg, 1e-3)
-    assert terms[index].item() > 0 and loss.item() == pytest.approx(3 * terms[index].item(), rel=1e-5)
+    terms = T.train_step(enc, dec, opt, T.Images(content, style), cfg, 1e-3)
+    assert terms[term].item() > 0
+    assert terms["loss"].item() == pytest.approx(terms["content"].item() + 3 * terms[term].item(), rel=1e-5)
     assert any(not torch.equal(a, p) for a, p in zip(before, dec.parameters()))
     T.train(smoke("steps=2", f"{term}_weight=1"))
     assert all(float(r[term]) > 0 for r in csv.DictReader(open(tmp_path / "run" / "log.csv")))
+
+
+def test_the_half_scale_style_term_scores_both_images_halved(smoke, tmp_path):
+    torch.manual_seed(0)
+    enc, dec = Encoder(), Decoder()
+    content, style = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    b = encoded(enc, content, style, half=True)
+    got = L.terms(enc, dec, b, WEIGHTS | {"style_half": 1.0})["style_half"]
+    with torch.no_grad():
+        out = dec(adain(b.feats, *L.split_stats(b.stats)["relu4_1"]))
+        want = L.style_loss(enc(L.half_scale(out)), L.tap_stats(enc(L.half_scale(style))))
+    assert got.item() == pytest.approx(want.item(), rel=1e-4) and got.item() > 0
+    assert T.loss_weights(load_config(None, ["style_weight=20", "style_half_weight=0.5"]))["style_half"] == 10.0
+    T.train(smoke("steps=2", "style_half_weight=0.5"))
+    assert all(float(r["style_half"]) > 0 for r in csv.DictReader(open(tmp_path / "run" / "log.csv")))
 
 
 def test_a_log_from_an_older_train_py_gets_the_new_columns(smoke, tmp_path):
     cfg = smoke("steps=3")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "log.csv").write_text("step,stage,loss\n1,adain,5.0\n")
-    T.Run(cfg).log({"step": 2, "stage": "adain", "loss": 4.0, "identity": 0.5})
+    R.Run(cfg).log({"step": 2, "stage": "adain", "loss": 4.0, "identity": 0.5})
     rows = list(csv.DictReader(open(tmp_path / "run" / "log.csv")))
     assert rows == [
         {"step": "1", "stage": "adain", "loss": "5.0", "identity": ""},
@@ -381,7 +394,7 @@ def test_the_moving_average_is_kept_resumed_and_is_the_decoder_written(smoke, tm
 
 def test_the_moving_average_follows_a_run_s_first_steps_closely():
     start, trained = Decoder(), Decoder()
-    ema = T.Ema(start, 0.999)
+    ema = R.Ema(start, 0.999)
     ema.update(trained, step=0)  # decay 1/10 at step 0, not 0.999: the random start fades at once
     want = {k: 0.1 * start.state_dict()[k] + 0.9 * v for k, v in trained.state_dict().items()}
     assert all(torch.allclose(ema.model.state_dict()[k], want[k], atol=1e-7) for k in want)

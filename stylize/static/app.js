@@ -8,7 +8,10 @@ let version = 0; // bumped by every change: a result is final only for the lates
 let running = false;
 const $ = (id) => document.getElementById(id);
 
+const INPUTS = [["content", "Photo", "photo"], ["style", "Painting", "painting"]]; // field, caption, noun
+
 async function init() {
+  addInputPanels();
   const info = await (await fetch("/api/info")).json();
   fillSizes(info.min_size, info.limits.max_size);
   for (const drop of document.querySelectorAll("label.drop")) watchDrop(drop);
@@ -21,6 +24,21 @@ async function init() {
   }
   for (const id of ["preserve_color", "refine", "size", "format"]) $(id).addEventListener("change", changed);
   $("style2-remove").addEventListener("click", () => setFile("style2", null));
+}
+
+function addInputPanels() {
+  const result = document.querySelector(".panels .panel"); // the inputs go before the result
+  for (const [field, caption, noun] of INPUTS) {
+    const panel = $("input-panel").content.firstElementChild.cloneNode(true);
+    panel.querySelector("figcaption").textContent = caption;
+    const drop = panel.querySelector("label.drop");
+    drop.dataset.field = field;
+    drop.querySelector("input").id = `${field}-file`;
+    drop.querySelector("img").alt = `the ${noun}`;
+    drop.querySelector(".hint").textContent = `Drop a ${noun} here, or click to choose one`;
+    Object.assign(panel.querySelector(".examples").dataset, { field, kind: field });
+    result.before(panel);
+  }
 }
 
 function fillSizes(min, max) {

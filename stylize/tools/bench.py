@@ -1,4 +1,4 @@
-"""`python -m stylize.bench`: our stylization and training against the reference way, on one machine.
+"""`python -m stylize.tools.bench`: our stylization and training against the reference way, on one machine.
 
 The reference is a minimal, faithful copy of the original AdaIN pipeline (the authors' code as
 ported in the widely used pytorch-AdaIN: test.py and train.py): fp32, eager, NCHW, batch 1,
@@ -37,10 +37,10 @@ from torchvision.utils import save_image
 
 from stylize import cli
 from stylize.batch import Report
-from stylize.config import TrainConfig
 from stylize.models import POOL_AFTER, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, adain, mean_std
 from stylize.stylizer import Stylizer, pick_device
-from stylize.train import Batch, memory_format, train_step
+from stylize.training.config import TrainConfig
+from stylize.training.loop import Images, train_step
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder, load_into
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -194,12 +194,12 @@ def timed_train(impl: str, encoder: Encoder, decoder: Decoder, device: torch.dev
         def step() -> None:
             ref_train_step(slices, dec, opt, *(x.to(device) for x in batch), cfg.style_weight)
     else:
-        encoder = encoder.to(device, memory_format=memory_format(device))
-        decoder = decoder.to(device, memory_format=memory_format(device)).train()
+        encoder = encoder.to(device, memory_format=torch.channels_last)
+        decoder = decoder.to(device, memory_format=torch.channels_last).train()
         opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
 
         def step() -> None:
-            train_step(encoder, decoder, opt, Batch(batch[0], style=batch[1]), cfg, cfg.lr)
+            train_step(encoder, decoder, opt, Images(batch[0], batch[1]), cfg, cfg.lr)
 
     step()
     _sync(device)
@@ -277,7 +277,7 @@ def make_images(folder: Path, name: str, n: int, size: int, seed: int) -> None:
 
 def run_one(spec: dict, env: dict[str, str]) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "stylize.bench", "--worker", json.dumps(spec)],
+        [sys.executable, "-m", "stylize.tools.bench", "--worker", json.dumps(spec)],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -342,7 +342,7 @@ def report(results: dict, args: argparse.Namespace, device: torch.device, sizes:
     ceiling = results.get("ceiling", {}).get("tflops")
     lines = [
         f"Machine: {machine(device)}; torch {torch.__version__}, Python {platform.python_version()}.",
-        f"Date: {datetime.date.today()}. Command: `python -m stylize.bench {shlex.join(sys.argv[1:])}`.",
+        f"Date: {datetime.date.today()}. Command: `python -m stylize.tools.bench {shlex.join(sys.argv[1:])}`.",
         "",
         "| measurement | reference | ours | speed-up (reference / ours) | ours vs fp32 reference (rel. L2, max abs) |",
         "|---|---|---|---|---|",
@@ -418,7 +418,7 @@ def machine(device: torch.device) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m stylize.bench",
+        prog="python -m stylize.tools.bench",
         description="Time stylization (one pair, a folder, one very large image) and training, ours against "
         "the reference AdaIN way, on this machine. About 30 minutes on a 2-core CPU.",
     )

@@ -3,8 +3,8 @@ first if needed), with the shipped decoder: each variant (a set of config overri
 copy, the variants taking turns step by step so that all see the machine as it was; the median of
 --steps steps each after one warm-up. For BENCHMARKS.md; stop other work first.
 
-    python scripts/step_time.py --config configs/adain_cpu.yaml --set cache_dir=runs/cache_cpu \
-        --variant cache_skips=false --variant cache_skips=true
+    python -m stylize.tools.step_time --config configs/cpu/128px.yaml \
+        --variant laplacian_weight=0 --variant laplacian_weight=100
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import torch
 
-from stylize import train as T
-from stylize.config import load_config
 from stylize.distributed import Dist
+from stylize.training import loop as T
+from stylize.training.config import load_config
 from stylize.weights import DEFAULT_DECODER, load_decoder, load_encoder
 
 
@@ -27,8 +27,8 @@ def trainer(config: str, overrides: list[str]) -> Callable[[], float]:
     returns the seconds `train_step` took (fetching the batch is not counted)."""
     cfg = load_config(config, overrides)
     device = torch.device("cpu") if cfg.device in ("auto", "cpu") else torch.device(cfg.device)
-    encoder = load_encoder(cfg.encoder).to(device, memory_format=T.memory_format(device))
-    decoder = load_decoder(DEFAULT_DECODER, tuple(cfg.skip_taps)).to(device, memory_format=T.memory_format(device))
+    encoder = load_encoder(cfg.encoder).to(device, memory_format=torch.channels_last)
+    decoder = load_decoder(DEFAULT_DECODER, tuple(cfg.skip_taps)).to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(T.param_groups(decoder, cfg.skip_lr_scale), lr=cfg.lr)
     data = T.batches(cfg, encoder, device, 0, Dist())
 
@@ -42,8 +42,12 @@ def trainer(config: str, overrides: list[str]) -> Callable[[], float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="configs/adain_cpu.yaml")
+    p = argparse.ArgumentParser(
+        prog="python -m stylize.tools.step_time",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default="configs/cpu_256.yaml")
     p.add_argument("--set", action="append", default=[], help="an override for every variant (key=value)")
     p.add_argument("--variant", action="append", default=[], help="overrides of one variant, comma-separated")
     p.add_argument("--steps", type=int, default=12, help="timed steps per variant (default: %(default)s)")

