@@ -536,3 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     if report.problems():
         print(report.problems(), file=sys.stderr)
     raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()
