@@ -22,8 +22,8 @@ from stylize.controls import (
 )
 from stylize.engine import Engine
 from stylize.models import SKIP_CAP, TAP_SCALE, Decoder, Encoder, Stats, TapAdain, adain_maps, mean_std
-from stylize.refine import style_target
 from stylize.refine import refine as run_refine
+from stylize.refine import style_target
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
 
 # The painting's short side by default (command line, page, evaluation): it sets the stroke scale.

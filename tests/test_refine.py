@@ -4,7 +4,7 @@ from helpers import make_image
 
 from stylize.controls import luminance
 from stylize.models import adain
-from stylize.refine import style_target, refine
+from stylize.refine import refine, style_target
 from stylize.stylizer import Stylizer
 from stylize.training.losses import content_loss, split_stats, ssim, style_loss
 from stylize.weights import load_encoder
