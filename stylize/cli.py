@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from stylize import __version__
 from stylize.batch import Inputs, Report, find_inputs
 from stylize.controls import COLOR_MODES, normalise_weights
 from stylize.distributed import Dist, device_for, gather, process_group, shard
@@ -68,6 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
         "--content",
         type=Path,

@@ -1,8 +1,10 @@
-"""Atomic writes: a file appears under its name only once it is complete."""
+"""Atomic writes (a file appears under its name only once it is complete), and the folders the
+package ships."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
 import tempfile
 from collections.abc import Iterator
@@ -68,3 +70,11 @@ def _running(pid: int) -> bool:
     except PermissionError:  # someone else's process
         return True
     return True
+
+
+def shipped(folder: str, packaged: str) -> Path:
+    """A folder the repository keeps at its top (weights/, examples/): stylize/`packaged` in an
+    installed wheel (the build maps the folder there: pyproject.toml), else `folder` beside the
+    package (a checkout, or an editable install)."""
+    inside = importlib.resources.files("stylize") / packaged
+    return Path(str(inside)) if inside.is_dir() else Path(__file__).resolve().parent.parent / folder

@@ -43,7 +43,9 @@ try:
 except ImportError as e:
     raise ImportError(f"{e.name} is missing: the web page needs the web extra (pip install -e '.[web]')") from e
 
+from stylize import __version__
 from stylize.controls import COLOR_MODES
+from stylize.files import shipped
 from stylize.images import (
     MAX_PIXELS,
     ImageError,
@@ -58,7 +60,7 @@ from stylize.stylizer import STYLE_SIZE, StyleStats, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
 
 STATIC = Path(__file__).resolve().parent / "static"
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # beside weights/, as in a checkout
+EXAMPLES = shipped("examples", "examples")  # the page's bundled examples; in a wheel: stylize/examples
 MIN_SIZE = 64  # the smallest output size one may ask for
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 REFINE_STEPS = ("0", "5", "10", "20")  # --refine here: each step about 2-3 s at 512 px on a 2-core CPU
@@ -333,6 +335,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="stylize-adain-web",
         description="Serve a page to stylize photos in the browser, and its HTTP API (POST /api/stylize).",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this computer only)")
     p.add_argument("--port", type=int, default=8000, help="port; 0 picks a free one (default: 8000)")
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1... (default: auto)")

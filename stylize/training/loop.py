@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 from tqdm import tqdm
 
+from stylize import __version__
 from stylize.distributed import Dist, broadcast, device_for, from_env, mean, process_group
 from stylize.models import Decoder, Encoder
 from stylize.training import cache, losses
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         "(paintings). Rerunning the same command resumes from the run's last checkpoint.",
         epilog="example: stylize-adain-train --config configs/adain.yaml --set batch_size=16 --set out_dir=runs/b16",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--config", type=Path, help="YAML config (configs/; every key: docs/training.md)")
     p.add_argument(
         "--set",
