@@ -1,1 +1,1 @@
-"""Tools run as `python -m stylize.tools.NAME`: evaluate, bench, weights, rebuild, step_time."""
+"""Tools run as `python -m stylize.tools.NAME`: evaluate, bench, weights, onnx, rebuild, step_time."""
