@@ -7,6 +7,7 @@ import contextlib
 import errno
 import functools
 import itertools
+import math
 import os
 import signal
 import sys
@@ -187,6 +188,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("content_size", "max_size", "style_size", "max_megapixels", "refine"):
         if not getattr(args, name) >= 0:
             p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    limit = args.max_megapixels * 1e6  # a short side of N px makes at least N x N px: refused before any work
+    for name in ("content_size", "style_size"):
+        if limit and getattr(args, name) ** 2 > limit:
+            p.error(f"--{name.replace('_', '-')} {getattr(args, name)}: a picture of at least that squared is over "
+                    f"--max-megapixels {args.max_megapixels:g}; choose up to {math.isqrt(int(limit))}")  # fmt: skip
     if "." + args.ext.lower().lstrip(".") not in WRITE_EXTS:
         p.error(f"--ext {args.ext!r}: choose one of {', '.join(sorted(e[1:] for e in WRITE_EXTS))}")
     args.styles, args.masks = path_list(args.style), path_list(args.mask)

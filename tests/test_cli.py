@@ -195,3 +195,14 @@ def test_refine_from_the_cli(run, png, tmp_path):
     assert code == 2 and "--refine must be 0 or more, got -2" in err
     code, _, err = run("--content", content, "--style", f"{style},{style}", "--mask", style, "--refine", "2")
     assert code == 2 and "--refine works over the whole image" in err
+
+
+@pytest.mark.parametrize("flag", ["--style-size", "--content-size"])
+def test_a_size_that_cannot_fit_is_a_usage_error_before_any_work(run, png, flag):
+    content, style = png("c.png", 40, 48, 1), png("s.png", seed=2)
+    code, out, err = run("--content", content, "--style", style, flag, "99999")
+    assert code == 2 and out == ""
+    reason = f"{flag} 99999: a picture of at least that squared is over --max-megapixels 100; choose up to 10000"
+    assert err.strip().splitlines()[-1] == f"stylize-adain: error: {reason}"  # the usage, then one line
+    code, _, _ = run("--content", content, "--style", style, flag, "10000", "--max-megapixels", "0", "--help")
+    assert code == 0  # --max-megapixels 0 lifts the limit
