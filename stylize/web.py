@@ -293,7 +293,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def address(sock: socket.socket) -> str:
+    """The page's address to open on this computer: a server on every interface (0.0.0.0, ::) is
+    reached at the loopback address (other machines use this one's name or address)."""
     host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
     return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 

@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 
 from stylize.images import limit_long, pil_to_tensor, resize_short, tensor_to_pil
 from stylize.stylizer import Stylizer
-from stylize.web import STATIC, STYLE_SIZE, Limits, create_app, exposure_warning, main
+from stylize.web import STATIC, STYLE_SIZE, Limits, address, create_app, exposure_warning, main
 
 
 def png_bytes(h: int, w: int, seed: int) -> bytes:
@@ -267,3 +267,10 @@ def test_the_command_line_starts_a_server_and_prints_its_address():
         proc.terminate()
         proc.wait(30)
     assert not proc.stderr.read()  # no warning for the default, loopback address
+
+
+def test_a_server_on_every_interface_prints_an_address_a_browser_can_open():
+    with socket.create_server(("0.0.0.0", 0)) as sock:
+        assert address(sock) == f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        assert address(sock) == f"http://127.0.0.1:{sock.getsockname()[1]}"
