@@ -28,14 +28,16 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
+from urllib.parse import urlsplit
 
 import torch
 
 try:
     import uvicorn
     from starlette.applications import Starlette
-    from starlette.datastructures import FormData, UploadFile
+    from starlette.datastructures import FormData, Headers, MutableHeaders, UploadFile
     from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
@@ -65,8 +67,58 @@ MIN_SIZE = 64  # the smallest output size one may ask for
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 REFINE_STEPS = ("0", "5", "10", "20")  # --refine here: each step about 2-3 s at 512 px on a 2-core CPU
 UPLOADS = {"content": "photo", "style": "painting", "style2": "second painting"}  # field -> name in messages
-# The page may load only what this server sends: nothing from another host, even by mistake.
-PAGE_POLICY = "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'"
+# The page may load only what this server sends: nothing from another host, even by mistake; and
+# no other site may show it in a frame (every answer says so: Guard).
+PAGE_POLICY = "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+SAFE_HEADERS = {"x-content-type-options": "nosniff", "content-security-policy": "frame-ancestors 'none'"}
+
+
+def own_names(host: str = "") -> set[str]:
+    """The names this server answers to, besides IP addresses: localhost, this machine's names and a
+    `--host` given as a name. A page of another site that points its own DNS name at this
+    computer (DNS rebinding) sends that name as Host, and is refused."""
+    names = {"localhost", socket.gethostname(), socket.getfqdn(), host}
+    return {n.lower().rstrip(".") for n in names if n}
+
+
+def refusal(method: str, headers: Headers, names: set[str]) -> str | None:
+    """Why a request is refused (403), or None: a Host that is not this server's, or a POST that
+    another site's page sends (its Origin is not this server, or the browser says cross-site)."""
+    host = headers.get("host", "")
+    name = (urlsplit(f"//{host}").hostname or "").rstrip(".")
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(name)
+        names = names | {name}  # reached by an address: this server's own
+    if name not in names:
+        return f"Host {host!r} is not this server's name or address"
+    origin = headers.get("origin")
+    cross = headers.get("sec-fetch-site") == "cross-site" or (origin is not None and urlsplit(origin).netloc != host)
+    if method == "POST" and cross:
+        return f"a request from another site ({origin or 'cross-site'}) is refused"
+    return None
+
+
+class Guard:
+    """ASGI middleware: refuses requests that `refusal` names, and sets `SAFE_HEADERS` on every answer
+    (a header a route sets, as the page's fuller policy, stays)."""
+
+    def __init__(self, app: Callable, names: set[str]) -> None:
+        self.app, self.names = app, names
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_safe(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in SAFE_HEADERS.items():
+                    headers.setdefault(key, value)
+            await send(message)
+
+        if reason := refusal(scope["method"], Headers(scope=scope), self.names):
+            return await JSONResponse({"error": reason}, 403)(scope, receive, send_safe)
+        await self.app(scope, receive, send_safe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,8 +288,9 @@ def save_uploads(form: FormData, folder: Path) -> dict[str, Upload]:
     return uploads
 
 
-def create_app(stylizer: Stylizer, limits: Limits = Limits()) -> Starlette:
-    """The page and the API around one loaded Stylizer."""
+def create_app(stylizer: Stylizer, limits: Limits = Limits(), names: set[str] | None = None) -> Starlette:
+    """The page and the API around one loaded Stylizer, answering to IP addresses and `names`
+    (default: `own_names()`)."""
     styles = StyleCache(stylizer)
 
     @contextlib.asynccontextmanager
@@ -283,7 +336,12 @@ def create_app(stylizer: Stylizer, limits: Limits = Limits()) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC)),
         Mount("/examples", StaticFiles(directory=EXAMPLES, check_dir=False)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: refused, Exception: failed})
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: refused, Exception: failed},
+        middleware=[Middleware(Guard, names=own_names() if names is None else names)],
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -388,7 +446,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(e))
     limits = Limits(args.max_upload_mb, args.max_megapixels, args.max_size, args.queue)
     print(f"stylize-adain-web: open {address(sock)} in a browser (on {stylizer.device}; Ctrl-C stops)", flush=True)
-    uvicorn.Server(uvicorn.Config(create_app(stylizer, limits), log_level="warning")).run(sockets=[sock])
+    app = create_app(stylizer, limits, own_names(args.host))
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ def png_bytes(h: int, w: int, seed: int) -> bytes:
 
 
 PHOTO, PAINTING, PAINTING2 = png_bytes(72, 96, 1), png_bytes(80, 64, 2), png_bytes(64, 64, 3)
+LOCAL = "http://127.0.0.1:8000"  # the address the page is opened at
 
 
 def decode(data: bytes) -> torch.Tensor:
@@ -65,7 +66,7 @@ def expected(stylizer: Stylizer, photo: bytes, paintings: list[bytes], alpha: fl
 
 
 def test_a_good_pair_gives_the_stylized_image(stylizer, uploads_dir):
-    with TestClient(create_app(stylizer)) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
         r = post(client, alpha=0.7, size=64)
         jpeg = post(client, alpha=0.7, size=64, format="jpeg")
     assert r.status_code == 200, r.text
@@ -84,7 +85,7 @@ def test_second_painting_colour_preservation_and_refinement(stylizer, uploads_di
         "style": ("painting.png", PAINTING),
         "style2": ("second.png", PAINTING2),
     }
-    with TestClient(create_app(stylizer)) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
         mix = post(client, files, style2_weight=0.25, size=64)
         only_second = post(client, files, style2_weight=1, size=64)
         kept = post(client, files, style2_weight=0.25, size=64, preserve_color="luminance")
@@ -105,7 +106,7 @@ def test_each_painting_is_encoded_once(stylizer, monkeypatch, uploads_dir):
     calls = []
     real = stylizer.style_stats
     monkeypatch.setattr(stylizer, "style_stats", lambda image: calls.append(image.shape) or real(image))
-    with TestClient(create_app(stylizer)) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
         for alpha in (1.0, 0.5, 0.2):
             assert post(client, alpha=alpha, size=64).status_code == 200
         assert post(client, {"content": ("a.png", PHOTO), "style": ("b.png", PAINTING2)}, size=64).status_code == 200
@@ -129,7 +130,7 @@ def truncated_jpeg() -> bytes:
 )
 def test_a_bad_upload_gets_400_with_the_reason(stylizer, uploads_dir, field, data, reason):
     files = {"content": ("photo.png", PHOTO), "style": ("painting.png", PAINTING), field: ("upload.jpg", data)}
-    with TestClient(create_app(stylizer)) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
         r = post(client, files, size=64)
     assert r.status_code == 400
     assert re.fullmatch(reason + ".*", r.json()["error"]), r.json()
@@ -148,13 +149,13 @@ def test_a_bad_upload_gets_400_with_the_reason(stylizer, uploads_dir, field, dat
     ],
 )
 def test_bad_settings_get_400_with_the_reason(stylizer, fields, reason):
-    with TestClient(create_app(stylizer)) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
         r = post(client, **fields)
     assert (r.status_code, r.json()) == (400, {"error": reason})
 
 
 def test_a_missing_painting_gets_400(stylizer):
-    with TestClient(create_app(stylizer)) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
         r = post(client, {"content": ("photo.png", PHOTO)})
         text = client.post("/api/stylize", data={"content": "x", "style": "y"})
     assert (r.status_code, r.json()) == (400, {"error": "no painting: send it as the file field 'style'"})
@@ -162,13 +163,13 @@ def test_a_missing_painting_gets_400(stylizer):
 
 
 def test_uploads_over_the_limits_get_413(stylizer, uploads_dir):
-    with TestClient(create_app(stylizer, Limits(upload_mb=0.02))) as client:
+    with TestClient(create_app(stylizer, Limits(upload_mb=0.02)), base_url=LOCAL) as client:
         big = post(client, {"content": ("photo.png", png_bytes(120, 120, 0)), "style": ("painting.png", PAINTING)})
         chunked = client.post("/api/stylize", content=iter([PHOTO]), headers={"content-type": "multipart/form-data"})
     assert big.status_code == 413
     assert re.fullmatch(r"the upload is 0\.0\d+ MB, over the limit of 0.02 MB", big.json()["error"])
     assert chunked.status_code == 411  # no Content-Length: the size could not be checked before reading
-    with TestClient(create_app(stylizer, Limits(megapixels=0.01))) as client:  # the photo has 0.007
+    with TestClient(create_app(stylizer, Limits(megapixels=0.01)), base_url=LOCAL) as client:  # the photo has 0.007
         r = post(client, {"content": ("photo.png", PHOTO), "style": ("painting.png", png_bytes(120, 120, 0))})
     assert r.status_code == 413
     assert re.match(
@@ -182,7 +183,7 @@ def test_an_internal_error_answers_its_reason_without_a_traceback(stylizer, monk
         raise RuntimeError("the decoder fell over")
 
     monkeypatch.setattr(stylizer, "stylize", broken)
-    with TestClient(create_app(stylizer), raise_server_exceptions=False) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL, raise_server_exceptions=False) as client:
         r = post(client, size=64)
     assert (r.status_code, r.json()) == (500, {"error": "internal error (RuntimeError: the decoder fell over)"})
 
@@ -206,7 +207,7 @@ def test_a_full_queue_answers_503_and_the_waiting_request_is_served(stylizer, mo
 
     monkeypatch.setattr(stylizer, "stylize", held)
     answers = {}
-    with TestClient(create_app(stylizer, Limits(queue=1))) as client:
+    with TestClient(create_app(stylizer, Limits(queue=1)), base_url=LOCAL) as client:
         threads = [threading.Thread(target=lambda n=n: answers.update({n: post(client, size=64)})) for n in (1, 2)]
         threads[0].start()
         assert started.wait(30)
@@ -223,7 +224,7 @@ def test_a_full_queue_answers_503_and_the_waiting_request_is_served(stylizer, mo
 
 
 def test_the_page_is_served_with_nothing_from_another_host(stylizer):
-    with TestClient(create_app(stylizer)) as client:
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
         page = client.get("/")
         assets = {p.name: client.get(f"/static/{p.name}") for p in STATIC.iterdir()}
         info = client.get("/api/info").json()
@@ -274,3 +275,27 @@ def test_a_server_on_every_interface_prints_an_address_a_browser_can_open():
         assert address(sock) == f"http://127.0.0.1:{sock.getsockname()[1]}"
     with socket.create_server(("127.0.0.1", 0)) as sock:
         assert address(sock) == f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_other_sites_are_refused_and_every_answer_forbids_framing_and_sniffing(stylizer):
+    with TestClient(create_app(stylizer, names={"localhost", "studio"}), base_url=LOCAL) as client:
+        for path in ("/", "/api/info", "/static/app.js"):
+            r = client.get(path)
+            assert r.status_code == 200 and r.headers["x-content-type-options"] == "nosniff"
+            assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert "default-src 'self'" in client.get("/").headers["content-security-policy"]  # the page's own policy
+        # DNS rebinding: another site's name pointed at this computer reaches it with that name as Host
+        r = client.get("/api/info", headers={"host": "evil.example:8000"})
+        assert r.status_code == 403 and "'evil.example:8000' is not this server's" in r.json()["error"]
+        assert r.headers["x-content-type-options"] == "nosniff"
+        for host in ("localhost:8000", "studio", "[::1]:8000", "192.168.1.20:8000"):  # its names and addresses
+            assert client.get("/api/info", headers={"host": host}).status_code == 200, host
+        # a page of another site posting a job: its Origin, or the browser's Sec-Fetch-Site, gives it away
+        r = client.post("/api/stylize", headers={"origin": "https://evil.example"}, files={"content": ("a.png", PHOTO)})
+        assert r.status_code == 403 and "another site (https://evil.example)" in r.json()["error"]
+        r = client.post("/api/stylize", headers={"sec-fetch-site": "cross-site"}, files={"content": ("a.png", PHOTO)})
+        assert r.status_code == 403
+        assert post(client).status_code == 200  # the page's own posts (no Origin from the test client)
+        r = client.post("/api/stylize", headers={"origin": LOCAL}, files={"content": ("p.png", PHOTO),
+                                                                           "style": ("s.png", PAINTING)})  # fmt: skip
+        assert r.status_code == 200
