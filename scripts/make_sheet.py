@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stylize import Stylizer
 from stylize.images import load_image, make_grid, resize_short, save_image
-from stylize.stylizer import STYLE_SIZE
+from stylize.options import STYLE_SIZE
 from stylize.weights import DEFAULT_DECODER
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,30 +6,15 @@ Images are (3, H, W) in [0, 1]; features are relu4_1 maps (N, C, h, w); style st
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from stylize.models import Stats, adain, mean_std
+from stylize.options import normalise_weights
 
-COLOR_MODES = ("coral", "luminance")
 LUMA = (0.299, 0.587, 0.114)  # Rec. 601 / YIQ luminance weights
-
-
-def normalise_weights(weights: Sequence[float], count: int) -> list[float]:
-    """Check style weights and scale them to sum to one. Zero is allowed (that style is left
-    out); negative, non-finite or all-zero weights are errors."""
-    if len(weights) != count:
-        raise ValueError(f"got {len(weights)} style weights for {count} styles: give one weight per style")
-    for w in weights:
-        if not math.isfinite(w) or w < 0:
-            raise ValueError(f"style weights must be zero or positive, got {w:g}")
-    total = sum(weights)
-    if total <= 0:
-        raise ValueError("style weights are all zero: at least one must be positive")
-    return [w / total for w in weights]
 
 
 def mix_stats(stats: Sequence[Stats], weights: Sequence[float] | None = None) -> Stats:

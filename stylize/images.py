@@ -27,12 +27,9 @@ except ImportError:
     decode_jpeg = None
 
 from stylize.files import atomic_write
+from stylize.options import ALPHA_EXTS, IMAGE_EXTS, MAX_PIXELS
 
-WRITE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-IMAGE_EXTS = WRITE_EXTS | {".gif"}  # read: GIFs give their first frame; not written (256 colours)
-ALPHA_EXTS = {".png", ".webp", ".tif", ".tiff"}  # formats that keep an alpha channel
 MIN_SIDE = 16  # below this the encoder's 1/8-size features are one or two pixels
-MAX_PIXELS = 100_000_000  # a 100 MP image is 1.2 GB as a float tensor; decoding stops before that
 
 
 class ImageError(Exception):

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import torch
 from tqdm import tqdm
 
-from stylize.controls import normalise_weights
 from stylize.models import Encoder, adain
+from stylize.options import normalise_weights
 from stylize.training.losses import content_loss, split_stats, ssim_loss, style_loss, tap_stats
 
 REFINE_LR = 0.01  # Adam's step on pixel values in [0, 1]

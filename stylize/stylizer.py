@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from stylize.controls import (
-    COLOR_MODES,
     coral,
     gray_matched,
     keep_chroma,
@@ -22,14 +21,10 @@ from stylize.controls import (
 )
 from stylize.engine import Engine
 from stylize.models import SKIP_CAP, TAP_SCALE, Decoder, Encoder, Stats, TapAdain, adain_maps, mean_std
+from stylize.options import COLOR_MODES
 from stylize.refine import refine as run_refine
 from stylize.refine import style_target
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
-
-# The painting's short side by default (command line, page, evaluation): it sets the stroke scale.
-# The evaluation's independent judge (the style-embedding distance) scored 256 best of 192-512, at
-# 512 and at 1024 px photos alike (commit af34703).
-STYLE_SIZE = 256
 
 
 class StyleStats(NamedTuple):

@@ -17,8 +17,6 @@ from stylize.images import pil_to_tensor, tensor_to_pil
 from stylize.models import Stats, adain_maps, mean_std
 from stylize.stylizer import StyleStats, Stylizer, _batched, _pad8
 
-VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"}
-
 
 class VideoError(Exception):
     """A video that cannot be read or written; the message names the file and the reason."""
@@ -31,10 +29,6 @@ class VideoReport:
     audio: str  # "kept", "dropped" or "none" (the input had no audio)
     input_flicker: float  # mean absolute frame-to-frame change, values in [0, 1]
     output_flicker: float
-
-
-def is_video(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTS
 
 
 def _av():  # noqa: ANN202 - the module, imported late as it is optional

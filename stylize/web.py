@@ -46,7 +46,6 @@ except ImportError as e:
     raise ImportError(f"{e.name} is missing: the web page needs the web extra (pip install -e '.[web]')") from e
 
 from stylize import __version__
-from stylize.controls import COLOR_MODES
 from stylize.files import shipped
 from stylize.images import (
     MAX_PIXELS,
@@ -58,7 +57,8 @@ from stylize.images import (
     resize_short,
     tensor_to_pil,
 )
-from stylize.stylizer import STYLE_SIZE, StyleStats, Stylizer
+from stylize.options import COLOR_MODES, STYLE_SIZE
+from stylize.stylizer import StyleStats, Stylizer
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
 
 STATIC = Path(__file__).resolve().parent / "static"

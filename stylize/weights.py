@@ -16,12 +16,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stylize.files import atomic_write, shipped
+from stylize.files import atomic_write
 from stylize.models import Decoder, Encoder
+from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER
 
-WEIGHTS_DIR = shipped("weights", "assets")  # in a wheel: stylize/assets
-DEFAULT_ENCODER = WEIGHTS_DIR / "vgg19_relu4_1.pth"
-DEFAULT_DECODER = WEIGHTS_DIR / "decoder.pth"
 CACHE_DIR = Path(os.environ.get("STYLIZE_CACHE", Path.home() / ".cache" / "stylize"))
 
 

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 from helpers import ROOT, pil_size, write_image
 from PIL import Image, ImageDraw
@@ -206,3 +209,36 @@ def test_a_size_that_cannot_fit_is_a_usage_error_before_any_work(run, png, flag)
     assert err.strip().splitlines()[-1] == f"stylize-adain: error: {reason}"  # the usage, then one line
     code, _, _ = run("--content", content, "--style", style, flag, "10000", "--max-megapixels", "0", "--help")
     assert code == 0  # --max-megapixels 0 lifts the limit
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--content", "nope.jpg", "--style", "nope.jpg"], ["--version"]])
+def test_help_and_usage_errors_answer_before_torch_is_loaded(args):
+    # seconds on a laptop: the parser and its checks need none of the networks' modules
+    code = f"""
+import sys
+from stylize import cli
+try:
+    cli.main({args!r})
+except SystemExit as e:
+    assert e.code in (0, 2), e.code
+assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("stylize"))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "stylize-adain" in done.stdout + done.stderr
+
+
+def test_the_help_shows_the_installed_command_and_groups_the_options(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "python infer.py" not in text and "  stylize-adain --content photo.jpg --style painting.jpg" in text
+    for group in (
+        "what to paint:",
+        "sizes and formats:",
+        "creative controls:",
+        "folders:",
+        "video:",
+        "devices and weights:",
+    ):
+        assert group in text

@@ -54,7 +54,7 @@ def test_installed_from_the_wheel_it_stylizes_outside_the_repository(dist, tmp_p
     version = subprocess.run([venv / "bin" / "stylize-adain", "--version"], capture_output=True, text=True)
     assert version.stdout.strip() == f"stylize-adain {__version__}"
     api = f"""
-import stylize, stylize.weights as w
+import stylize, stylize.options as w
 from stylize import Stylizer
 from stylize.images import load_image, save_image
 assert stylize.__file__.startswith({str(venv)!r}), stylize.__file__  # the wheel's copy, not the repository's

@@ -20,8 +20,9 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from stylize.images import limit_long, pil_to_tensor, resize_short, tensor_to_pil
+from stylize.options import STYLE_SIZE
 from stylize.stylizer import Stylizer
-from stylize.web import STATIC, STYLE_SIZE, Limits, address, create_app, exposure_warning, main
+from stylize.web import STATIC, Limits, address, create_app, exposure_warning, main
 
 
 def png_bytes(h: int, w: int, seed: int) -> bytes:

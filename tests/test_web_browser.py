@@ -13,8 +13,9 @@ from helpers import write_image
 from PIL import Image
 
 from stylize.images import limit_long, load_image, pil_to_tensor, resize_short, tensor_to_pil
+from stylize.options import STYLE_SIZE
 from stylize.stylizer import Stylizer
-from stylize.web import STYLE_SIZE, create_app, serving
+from stylize.web import create_app, serving
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):

@@ -3,8 +3,9 @@
 The reference is a minimal, faithful copy of the original AdaIN pipeline (the authors' code as
 ported in the widely used pytorch-AdaIN: test.py and train.py): fp32, eager, NCHW, batch 1,
 ReflectionPad2d + Conv2d + ReLU modules, the style re-encoded for every pair, with our weights
-copied in. Ours is the CLI's path (`stylize.cli.run`, its default settings); both load their
-networks once, outside the timings, and go from files on disk to files on disk.
+copied in. Ours is the CLI's path (`stylize.jobs.run` on `stylize.cli.parse_args`, its default
+settings); both load their networks once, outside the timings, and go from files on disk to files
+on disk.
 
 Each measurement runs in its own process, so peak memory is its own: resident memory on the
 CPU (the process, torch included), allocated memory on the GPU. Prints a Markdown report
@@ -35,7 +36,7 @@ from torch import nn
 from torchvision import transforms
 from torchvision.utils import save_image
 
-from stylize import cli
+from stylize import cli, jobs
 from stylize.batch import Report
 from stylize.models import POOL_AFTER, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, adain, mean_std
 from stylize.stylizer import Stylizer, pick_device
@@ -153,7 +154,7 @@ def measure(spec: dict) -> dict:
             args += ["--output", str(out), "--overwrite", "--content-size", "0", "--style-size", "0", "--max-size", "0"]
             args += ["--refine", str(spec.get("refine", 0))]
             report = Report()
-            cli.run(cli.parse_args(args), report, stylizer=stylizer)
+            jobs.run(cli.parse_args(args), report, stylizer=stylizer)
             assert not report.failed, report.failed
 
     once(contents[:1])  # warm-up: allocator, kernels, cudnn's choice

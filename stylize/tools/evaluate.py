@@ -55,7 +55,8 @@ from stylize.images import (
     tensor_to_pil,
 )
 from stylize.models import STYLE_TAPS, Encoder
-from stylize.stylizer import STYLE_SIZE, Stylizer
+from stylize.options import STYLE_SIZE
+from stylize.stylizer import Stylizer
 from stylize.training.losses import split_stats, ssim, tap_stats
 from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_encoder, sha256
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from stylize.options import WEIGHTS_DIR
 from stylize.training.config import TrainConfig, load_config
-from stylize.weights import WEIGHTS_DIR
 
 
 def recipe(manifest: Path = WEIGHTS_DIR / "MANIFEST.json", name: str = "decoder.pth") -> dict:

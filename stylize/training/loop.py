@@ -29,12 +29,13 @@ from tqdm import tqdm
 from stylize import __version__
 from stylize.distributed import Dist, broadcast, device_for, from_env, mean, process_group
 from stylize.models import Decoder, Encoder
+from stylize.options import DEFAULT_DECODER, WEIGHTS_DIR
 from stylize.training import cache, losses
 from stylize.training.config import ConfigError, TrainConfig, load_config
 from stylize.training.data import CropDataset, endless_batches
 from stylize.training.losses import TERMS, Batch, half_scale, tap_stats
 from stylize.training.run import CheckpointError, Ema, Run, StopSignals, sample_pairs, save_samples
-from stylize.weights import DEFAULT_DECODER, WEIGHTS_DIR, WeightsError, load_decoder, load_encoder, skip_taps_of
+from stylize.weights import WeightsError, load_decoder, load_encoder, skip_taps_of
 
 
 def main(argv: list[str] | None = None) -> None:
