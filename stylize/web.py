@@ -240,6 +240,14 @@ def number(form: FormData, name: str, default: float, low: float, high: float) -
     return value
 
 
+def whole(form: FormData, name: str, default: int, low: int, high: int) -> int:
+    """A whole number in [low, high]: 100.7 px is refused, not rounded behind the caller's back."""
+    value = number(form, name, default, low, high)
+    if value != int(value):
+        raise HTTPException(400, f"{name} must be a whole number of px from {low} to {high}, got {form.get(name)!r}")
+    return int(value)
+
+
 def choice(form: FormData, name: str, options: tuple[str, ...]) -> str:
     value = form.get(name, options[0])
     if value not in options:
@@ -254,7 +262,7 @@ def parse_settings(form: FormData, limits: Limits) -> Settings:
         preserve_color=None if color == "off" else color,
         style2_weight=number(form, "style2_weight", 0.5, 0.0, 1.0),
         refine=int(choice(form, "refine", REFINE_STEPS)),
-        size=int(number(form, "size", limits.max_size, MIN_SIZE, limits.max_size)),
+        size=whole(form, "size", limits.max_size, MIN_SIZE, limits.max_size),
         format=choice(form, "format", tuple(FORMATS)),
     )
 

@@ -144,6 +144,7 @@ def test_a_bad_upload_gets_400_with_the_reason(stylizer, uploads_dir, field, dat
         ({"alpha": "2"}, "alpha must be a number from 0 to 1, got '2'"),
         ({"alpha": "lots"}, "alpha must be a number from 0 to 1, got 'lots'"),
         ({"size": "8"}, "size must be a number from 64 to 1024, got '8'"),
+        ({"size": "100.7"}, "size must be a whole number of px from 64 to 1024, got '100.7'"),
         ({"preserve_color": "sepia"}, "preserve_color must be one of off, coral, luminance, got 'sepia'"),
         ({"format": "gif"}, "format must be one of png, jpeg, got 'gif'"),
         ({"refine": "100"}, "refine must be one of 0, 5, 10, 20, got '100'"),
