@@ -151,11 +151,14 @@ class Painting(NamedTuple):
 
 
 class DeviceQueue:
-    """A worker thread that runs jobs one at a time; at most `size` wait, more are refused (503)."""
+    """A worker thread that runs jobs one at a time; at most `size` wait, more are refused (503)
+    with a Retry-After from the queue's length and the jobs' running mean time."""
 
     def __init__(self, size: int) -> None:
         self.jobs: queue.Queue = queue.Queue(maxsize=size)
-        self.seconds = 1.0  # the last job's time, for Retry-After
+        self.mean = 1.0  # seconds a job takes, a running mean (the first job replaces this guess)
+        self.done = 0
+        self.started: float | None = None  # when the running job began
         self.thread = threading.Thread(target=self._work, name="stylize-web-device", daemon=True)
         self.thread.start()
 
@@ -164,11 +167,18 @@ class DeviceQueue:
         try:
             self.jobs.put_nowait((job, future))
         except queue.Full:
-            wait = max(1, math.ceil(self.seconds * (self.waiting() + 1)))
+            wait = self.retry_after()
             raise HTTPException(
                 503, f"the server is busy with other requests; try again in {wait} s", {"Retry-After": str(wait)}
             ) from None
         return await asyncio.wrap_future(future)
+
+    def retry_after(self) -> int:
+        """Whole seconds until the work ahead is likely done: what the running job has left of the
+        mean time, and the mean time for each job waiting."""
+        running = self.started
+        left = max(0.0, self.mean - (time.perf_counter() - running)) if running is not None else 0.0
+        return max(1, math.ceil(left + self.mean * self.waiting()))
 
     def waiting(self) -> int:
         return self.jobs.qsize()
@@ -182,12 +192,14 @@ class DeviceQueue:
             job, future = item
             if not future.set_running_or_notify_cancel():  # its request has gone
                 continue
-            start = time.perf_counter()
+            self.started = time.perf_counter()
             try:
                 future.set_result(job())
             except BaseException as e:  # handed to the request, which answers it
                 future.set_exception(e)
-            self.seconds = time.perf_counter() - start
+            seconds, self.started = time.perf_counter() - self.started, None
+            self.done += 1
+            self.mean = seconds if self.done == 1 else 0.7 * self.mean + 0.3 * seconds
 
 
 class StyleCache:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import re
 import socket
@@ -22,7 +23,7 @@ from starlette.testclient import TestClient
 from stylize.images import limit_long, pil_to_tensor, resize_short, tensor_to_pil
 from stylize.options import STYLE_SIZE
 from stylize.stylizer import Stylizer
-from stylize.web import STATIC, Limits, address, create_app, exposure_warning, main
+from stylize.web import STATIC, DeviceQueue, Limits, address, create_app, exposure_warning, main
 
 
 def png_bytes(h: int, w: int, seed: int) -> bytes:
@@ -301,3 +302,24 @@ def test_other_sites_are_refused_and_every_answer_forbids_framing_and_sniffing(s
         r = client.post("/api/stylize", headers={"origin": LOCAL}, files={"content": ("p.png", PHOTO),
                                                                            "style": ("s.png", PAINTING)})  # fmt: skip
         assert r.status_code == 200
+
+
+def test_retry_after_counts_the_jobs_waiting_at_their_running_mean_time():
+    q = DeviceQueue(4)
+    try:
+        release = threading.Event()
+        for seconds in (0.05, 0.15):  # two jobs: the mean follows them (the first replaces the guess)
+            q.jobs.put((lambda s=seconds: time.sleep(s), concurrent.futures.Future()))
+        while q.done < 2:
+            time.sleep(0.01)
+        assert q.mean == pytest.approx(0.7 * 0.05 + 0.3 * 0.15, abs=0.03)
+        q.mean = 10.0  # a slow server: one job running, three waiting
+        q.jobs.put((release.wait, concurrent.futures.Future()))
+        while q.started is None:
+            time.sleep(0.01)
+        for _ in range(3):
+            q.jobs.put((lambda: None, concurrent.futures.Future()))
+        assert q.retry_after() in (40, 39)  # about 10 s left of the running one, 3 x 10 s waiting
+    finally:
+        release.set()
+        q.close()
