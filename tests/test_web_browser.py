@@ -23,7 +23,7 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (the dev extra)")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 TIMEOUT = 60  # s, for each wait: a 2-core CPU may be busy with other work
 
@@ -55,9 +55,10 @@ def shown_image(driver: webdriver.Chrome) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[1])))
 
 
-def final_result(driver: webdriver.Chrome, alpha: str) -> bool:
+def final_result(driver: webdriver.Chrome, alpha: str, size: str | None = None) -> bool:
     result = driver.find_element(By.ID, "result")
-    return result.get_attribute("data-final") == "true" and result.get_attribute("data-alpha") == alpha
+    settings = result.get_attribute("data-alpha") == alpha and size in (None, result.get_attribute("data-size"))
+    return result.get_attribute("data-final") == "true" and settings
 
 
 def test_the_page_stylizes_an_uploaded_pair_and_shows_errors(tmp_path, browser, encoder_path):
@@ -78,8 +79,18 @@ def test_the_page_stylizes_an_uploaded_pair_and_shows_errors(tmp_path, browser, 
         wait.until(lambda d: final_result(d, "0.5"))
         shown = pil_to_tensor(shown_image(browser))
         download = browser.find_element(By.ID, "download")
-        assert download.get_attribute("download") == "photo_stylized_painting.png"
+        assert download.get_attribute("download") == "photo_stylized_painting.png"  # the photo's own size
         assert "disabled" not in download.get_attribute("class")
+        size = Select(browser.find_element(By.ID, "size"))
+        assert size.first_selected_option.text == "the photo's size (up to 1024 px)"  # by default
+
+        big = write_image(tmp_path / "big.png", 300, 400, 3)  # a smaller size than the photo's is said
+        browser.find_element(By.ID, "content-file").send_keys(str(big))
+        size.select_by_visible_text("256 px")
+        wait.until(
+            lambda d: final_result(d, "0.5") and d.find_element(By.ID, "result").get_attribute("data-size") == "256"
+        )
+        assert download.get_attribute("download") == "big_stylized_painting_256x192.png"
 
         browser.find_element(By.ID, "style-file").send_keys(str(not_an_image))
         error = browser.find_element(By.ID, "error")

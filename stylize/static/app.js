@@ -42,9 +42,11 @@ function addInputPanels() {
 }
 
 function fillSizes(min, max) {
-  const sizes = [256, 512, 768, 1024, 1536, 2048].filter((s) => s >= min && s < max).concat([max]);
-  const chosen = sizes.includes(512) ? 512 : max;
-  for (const s of sizes) $("size").add(new Option(`${s} px`, s, false, s === chosen));
+  // the server never enlarges: asking for its limit gives the photo's own size, up to the limit
+  $("size").add(new Option(`the photo's size (up to ${max} px)`, max, true, true));
+  for (const s of [256, 512, 768, 1024, 1536, 2048].filter((s) => s >= min && s < max)) {
+    $("size").add(new Option(`${s} px`, s));
+  }
 }
 
 function watchDrop(drop) {
@@ -162,13 +164,12 @@ function show(blob, settings, final, ms) {
   img.src = URL.createObjectURL(blob);
   img.hidden = false;
   img.parentElement.querySelector(".hint").hidden = true;
-  img.onload = () => ($("result-size").textContent = `${img.naturalWidth} × ${img.naturalHeight}`);
-  Object.assign(img.dataset, { alpha: settings.alpha, size: settings.size, final: String(final) });
-  if (final) {
-    const ext = settings.format === "jpeg" ? "jpg" : "png";
-    link.href = img.src;
-    link.download = `${stem(files.content.name)}_stylized_${stem(files.style.name)}.${ext}`;
-  }
+  img.onload = () => {
+    $("result-size").textContent = `${img.naturalWidth} × ${img.naturalHeight}`;
+    if (final) link.download = downloadName(settings.format, img);
+    Object.assign(img.dataset, { alpha: settings.alpha, size: settings.size, final: String(final) });
+  };
+  if (final) link.href = img.src;
   link.classList.toggle("disabled", !final);
   for (const url of old) if (url && url !== img.src && url !== link.href) URL.revokeObjectURL(url);
   $("error").hidden = true;
@@ -184,6 +185,14 @@ function fail(reason) {
 
 function status(text) {
   $("status").textContent = text;
+}
+
+// photo_stylized_painting.png, with the size when it is not the photo's: photo_stylized_painting_512x341.png
+function downloadName(format, result) {
+  const photo = document.querySelector('label.drop[data-field="content"] img');
+  const [w, h] = [result.naturalWidth, result.naturalHeight];
+  const size = w === photo.naturalWidth && h === photo.naturalHeight ? "" : `_${w}x${h}`;
+  return `${stem(files.content.name)}_stylized_${stem(files.style.name)}${size}.${format === "jpeg" ? "jpg" : "png"}`;
 }
 
 function stem(name) {
