@@ -37,7 +37,19 @@ class ImageError(Exception):
 
 
 class TooLargeError(ImageError):
-    """An image over the pixel limit, refused before it is decoded."""
+    """An image over the pixel limit, refused before it is decoded. `hint` says what to do: by
+    default the command line's option (the page's server says its own)."""
+
+    def __init__(
+        self,
+        name: str | Path,
+        size: tuple[int, int],
+        limit: float,
+        hint: str = "--max-megapixels raises it, 0 lifts it",
+    ) -> None:
+        self.size, self.limit = size, limit  # (width, height); megapixels
+        mp = round(size[0] * size[1] / 1e6, 1)
+        super().__init__(f"{name}: image is {size[0]}x{size[1]} ({mp:g} MP), over the limit of {limit:g} MP ({hint})")
 
 
 def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
@@ -79,11 +91,7 @@ def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX
         with _pixel_limit_off(), Image.open(io.BytesIO(data)) as img:  # reads the header only
             w, h = img.size
             if max_pixels and w * h > max_pixels:
-                mp, limit = round(w * h / 1e6, 1), max_pixels / 1e6
-                raise TooLargeError(
-                    f"{path}: image is {w}x{h} ({mp:g} MP), over the limit of {limit:g} MP "
-                    "(--max-megapixels raises it, 0 lifts it)"
-                )
+                raise TooLargeError(path, (w, h), max_pixels / 1e6)
             tensor = _decode_jpeg(data) if _is_plain_jpeg(img) else None
             if tensor is None:
                 with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored

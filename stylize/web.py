@@ -221,9 +221,12 @@ class StyleCache:
 
 
 def read(upload: Upload, max_pixels: int) -> torch.Tensor:
-    """Decode with stylize.images' checks; messages name the upload, not the temporary file."""
+    """Decode with stylize.images' checks; messages name the upload, not the temporary file, and
+    speak of the page, not of the command line's options."""
     try:
         return load_image(upload.path, max_pixels=max_pixels)
+    except TooLargeError as e:
+        raise TooLargeError(upload.label, e.size, e.limit, "this server's limit: choose a smaller image") from None
     except ImageError as e:
         raise type(e)(str(e).replace(str(upload.path), upload.label)) from None
 

@@ -74,11 +74,14 @@ def test_the_page_stylizes_an_uploaded_pair_and_shows_errors(tmp_path, browser, 
         browser.find_element(By.ID, "content-file").send_keys(str(photo))
         browser.find_element(By.ID, "style-file").send_keys(str(painting))
         wait.until(lambda d: final_result(d, "1"))
+        download = browser.find_element(By.ID, "download")
+        assert "disabled" not in download.get_attribute("class")
         browser.find_element(By.ID, "alpha").send_keys(Keys.ARROW_LEFT * 10)  # 1 -> 0.5 in steps of 0.05
         assert browser.find_element(By.ID, "alpha-value").text == "0.50"
+        assert "disabled" in download.get_attribute("class")  # at once: the alpha-1 picture is not offered
+        assert "stale" in browser.find_element(By.ID, "result").get_attribute("class") or final_result(browser, "0.5")
         wait.until(lambda d: final_result(d, "0.5"))
         shown = pil_to_tensor(shown_image(browser))
-        download = browser.find_element(By.ID, "download")
         assert download.get_attribute("download") == "photo_stylized_painting.png"  # the photo's own size
         assert "disabled" not in download.get_attribute("class")
         size = Select(browser.find_element(By.ID, "size"))
@@ -96,6 +99,8 @@ def test_the_page_stylizes_an_uploaded_pair_and_shows_errors(tmp_path, browser, 
         error = browser.find_element(By.ID, "error")
         wait.until(lambda d: error.is_displayed())
         assert error.text == "painting (notes.png): cannot read image: not a known image format"
+        assert not browser.find_element(By.ID, "result").is_displayed()  # no result of other inputs stays
+        assert "disabled" in download.get_attribute("class")
         logs = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "/api/stylize" not in e["message"]]
     assert not logs  # nothing blocked by the page's policy, nothing missing (the 400 above aside)
 

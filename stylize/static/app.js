@@ -105,6 +105,10 @@ function setFile(field, file) {
 
 function changed() {
   version++;
+  // what is shown is no longer what the settings ask for: say so, and offer no download of it
+  $("result").classList.add("stale");
+  $("download").classList.add("disabled");
+  $("download").removeAttribute("href");
   if (!running) loop();
 }
 
@@ -135,7 +139,7 @@ async function render(size, format, v, final) {
   const form = new FormData();
   for (const [field, file] of Object.entries(files)) form.append(field, file);
   for (const [name, value] of Object.entries(settings)) form.append(name, value);
-  status(final ? "Full size…" : "Preview…");
+  status(final ? "Full size…" : "Preview…", true);
   const start = performance.now();
   let response;
   try {
@@ -145,7 +149,7 @@ async function render(size, format, v, final) {
   }
   if (response.status === 503) {
     const wait = Number(response.headers.get("Retry-After")) || 1;
-    status(`The server is busy; trying again in ${wait} s…`);
+    status(`The server is busy; trying again in ${wait} s…`, true);
     await new Promise((resolve) => setTimeout(resolve, wait * 1000));
     return v === version ? render(size, format, v, final) : true;
   }
@@ -153,16 +157,17 @@ async function render(size, format, v, final) {
     const body = await response.json().catch(() => ({}));
     return fail(body.error || `${response.status} ${response.statusText}`);
   }
-  show(await response.blob(), settings, final && v === version, performance.now() - start);
+  show(await response.blob(), settings, v === version, final && v === version, performance.now() - start);
   return true;
 }
 
-function show(blob, settings, final, ms) {
+function show(blob, settings, current, final, ms) {
   const img = $("result");
   const link = $("download");
   const old = [img.src, link.href];
   img.src = URL.createObjectURL(blob);
   img.hidden = false;
+  img.classList.toggle("stale", !current);
   img.parentElement.querySelector(".hint").hidden = true;
   img.onload = () => {
     $("result-size").textContent = `${img.naturalWidth} × ${img.naturalHeight}`;
@@ -173,18 +178,24 @@ function show(blob, settings, final, ms) {
   link.classList.toggle("disabled", !final);
   for (const url of old) if (url && url !== img.src && url !== link.href) URL.revokeObjectURL(url);
   $("error").hidden = true;
-  status(final ? `Done in ${(ms / 1000).toFixed(1)} s` : "Preview; the full size follows…");
+  status(final ? `Done in ${(ms / 1000).toFixed(1)} s` : "Preview; the full size follows…", !final);
 }
 
 function fail(reason) {
   $("error").textContent = reason;
   $("error").hidden = false;
+  const img = $("result"); // no result of other settings stays on show, nor for download
+  img.hidden = true;
+  img.removeAttribute("src");
+  img.parentElement.querySelector(".hint").hidden = false;
+  $("result-size").textContent = "";
   status("Failed");
   return false;
 }
 
-function status(text) {
+function status(text, busy = false) {
   $("status").textContent = text;
+  $("status").classList.toggle("busy", busy);
 }
 
 // photo_stylized_painting.png, with the size when it is not the photo's: photo_stylized_painting_512x341.png
