@@ -110,3 +110,16 @@ def test_the_page_stylizes_an_uploaded_pair_and_shows_errors(tmp_path, browser, 
     assert shown.shape == want.shape == (3, 96, 128)
     assert (shown - want).abs().max() <= 1 / 255  # the alpha 0.5 result of this pair...
     assert (shown - full).abs().mean() > 5 * (shown - want).abs().mean() + 0.01  # ...not the alpha 1 one
+
+
+def test_the_page_fits_a_narrow_screen_without_scrolling_sideways(browser, encoder_path):
+    stylizer = Stylizer.from_pretrained(encoder_path, device="cpu")
+    with serving(create_app(stylizer)) as url:
+        browser.set_window_size(480, 900)
+        try:
+            browser.get(url)
+            WebDriverWait(browser, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#size option"))
+            wide, seen = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert wide <= seen, (wide, seen)
+        finally:
+            browser.set_window_size(1280, 900)
