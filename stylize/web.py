@@ -17,6 +17,7 @@ import functools
 import hashlib
 import io
 import ipaddress
+import logging
 import math
 import queue
 import socket
@@ -38,7 +39,7 @@ try:
     from starlette.datastructures import FormData, Headers, MutableHeaders, UploadFile
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -65,6 +66,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 EXAMPLES = shipped("examples", "examples")  # the page's bundled examples; in a wheel: stylize/examples
 MIN_SIZE = 64  # the smallest output size one may ask for
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
+LOG = logging.getLogger("stylize.web")
 REFINE_STEPS = ("0", "5", "10", "20")  # --refine here: each step about 2-3 s at 512 px on a 2-core CPU
 UPLOADS = {"content": "photo", "style": "painting", "style2": "second painting"}  # field -> name in messages
 # The page may load only what this server sends: nothing from another host, even by mistake; and
@@ -331,6 +333,13 @@ def create_app(stylizer: Stylizer, limits: Limits = Limits(), names: set[str] | 
 
     async def stylize(request: Request) -> Response:
         check_length(request, limits)
+        try:
+            return await answer(request)
+        except ClientDisconnect:  # gone mid-upload: nothing to answer, nothing to fix
+            LOG.warning("a client went away during its upload (%s)", request.client.host if request.client else "?")
+            return Response(status_code=400)
+
+    async def answer(request: Request) -> Response:
         async with request.form(max_files=len(UPLOADS), max_fields=16) as form:
             settings = parse_settings(form, limits)
             with tempfile.TemporaryDirectory(prefix="stylize-web-") as tmp:

@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from stylize.images import limit_long, pil_to_tensor, resize_short, tensor_to_pil
 from stylize.options import STYLE_SIZE
 from stylize.stylizer import Stylizer
-from stylize.web import STATIC, DeviceQueue, Limits, address, create_app, exposure_warning, main
+from stylize.web import STATIC, DeviceQueue, Limits, address, create_app, exposure_warning, main, serving
 
 
 def png_bytes(h: int, w: int, seed: int) -> bytes:
@@ -322,3 +322,23 @@ def test_retry_after_counts_the_jobs_waiting_at_their_running_mean_time():
     finally:
         release.set()
         q.close()
+
+
+def test_a_client_that_drops_mid_upload_leaves_one_line_in_the_log(stylizer, capfd, caplog):
+    with serving(create_app(stylizer)) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        part = b'--b\r\nContent-Disposition: form-data; name="content"; filename="p.png"\r\n\r\n' + PHOTO[:100]
+        head = f"POST /api/stylize HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 100000\r\n"
+        head += "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(head.encode() + part)
+            time.sleep(0.2)  # the server is reading the upload: then the client goes
+        err, deadline = "", time.time() + 30
+        while not ("Traceback" in err or "went away" in caplog.text) and time.time() < deadline:
+            time.sleep(0.1)
+            err += capfd.readouterr().err
+    err += capfd.readouterr().err
+    assert "Traceback" not in err, err  # uvicorn's log of an exception in the app
+    assert [r.getMessage() for r in caplog.records if r.name == "stylize.web"] == [
+        "a client went away during its upload (127.0.0.1)"
+    ]
