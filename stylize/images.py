@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,13 +78,17 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
     return Image.fromarray(data.numpy())
 
 
-def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+def load_image(
+    path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX_PIXELS, max_side: int = 0
+) -> torch.Tensor:
     """Decode an image file to an RGB tensor (3, H, W) in [0, 1], upright per its EXIF.
 
     Transparent areas are composited on white; with `keep_alpha` an image that has
     transparency comes back as (4, H, W), its alpha as the fourth channel. Grayscale,
     palette, CMYK and 16-bit images become RGB; an animated GIF gives its first frame.
-    Images over `max_pixels` (0: no limit) are refused before they are decoded.
+    Images over `max_pixels` (0: no limit) are refused before they are decoded. With `max_side`, a
+    larger image comes back with its long side shrunk to it, shrunk before it is a float tensor
+    (`_decode_shrunk`): a server that answers at 1024 px need not hold a 100 MP photo in float.
     """
     try:
         with open(path, "rb") as f:
@@ -92,7 +97,10 @@ def load_image(path: str | Path, keep_alpha: bool = False, max_pixels: int = MAX
             w, h = img.size
             if max_pixels and w * h > max_pixels:
                 raise TooLargeError(path, (w, h), max_pixels / 1e6)
-            tensor = _decode_jpeg(data) if _is_plain_jpeg(img) else None
+            if max_side and max(w, h) > max_side:
+                tensor = _decode_shrunk(img, max_side, keep_alpha)
+            else:
+                tensor = _decode_jpeg(data) if _is_plain_jpeg(img) else None
             if tensor is None:
                 with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored
                     img = ImageOps.exif_transpose(img)
@@ -125,6 +133,27 @@ def _pixel_limit_off() -> Iterator[None]:
         yield
     finally:
         Image.MAX_IMAGE_PIXELS = old
+
+
+def _decode_shrunk(img: Image.Image, max_side: int, keep_alpha: bool) -> torch.Tensor:
+    """An image larger than `max_side`, with its long side shrunk to it: a JPEG already while it is
+    decoded (Pillow's draft mode scales by 1/2, 1/4 or 1/8, never below the size asked), any image
+    in 8 bits and before it is turned upright (no full-size copy), then made a float tensor (modes
+    of more bits at full size, then shrunk)."""
+    w, h = img.size
+    s = max_side / max(w, h)
+    if img.format == "JPEG":
+        img.draft(None, (math.ceil(w * s), math.ceil(h * s)))
+    if img.mode in ("RGB", "RGBA", "L", "LA", "P"):
+        img = img.convert("RGBA") if img.mode == "P" else img  # a palette resizes only by nearest pixels
+        exif = img.getexif()
+        s = max_side / max(img.size)
+        img = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.Resampling.BILINEAR,
+                         reducing_gap=3.0)  # fmt: skip
+        img.getexif().update(exif)  # the orientation goes with the pixels
+    with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored
+        img = ImageOps.exif_transpose(img)
+    return limit_long(_to_tensor(img, keep_alpha), max_side)
 
 
 def _is_plain_jpeg(img: Image.Image) -> bool:

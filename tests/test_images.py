@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 from helpers import ROOT, jpeg_bytes, make_image, png16_rgb, refuse_open, write_image
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin
 
 from stylize import images
 from stylize.files import TMP_SUFFIX, atomic_write, remove_stale_temps
-from stylize.images import ImageError, TooLargeError, load_image, make_grid, save_image, tensor_to_pil
+from stylize.images import ImageError, TooLargeError, limit_long, load_image, make_grid, save_image, tensor_to_pil
 
 # Plain JPEGs are decoded by torchvision (libjpeg-turbo), the rest by Pillow (its own libjpeg-turbo).
 # Both use libjpeg-turbo's defaults (integer IDCT, smooth chroma upsampling), so the pixels agree
@@ -283,3 +283,27 @@ def test_grid_layout():
     assert (tile(0, 0) == [255, 0, 0]).all() and (tile(0, 1) == [0, 0, 255]).all() and (tile(0, 2) == [255, 0, 0]).all()
     assert (tile(1, 0) == [0, 0, 255]).all() and (tile(1, 1) == 255).all() and (tile(1, 2) == 255).all()  # short row
     assert (sheet[~tiles] == 255).all()  # white between and around the tiles
+
+
+def test_a_large_image_is_shrunk_while_it_is_decoded(tmp_path, monkeypatch):
+    jpeg, png = tmp_path / "big.jpg", tmp_path / "big.png"
+    picture = tensor_to_pil(make_image(1200, 1600, 4))
+    picture.save(jpeg, quality=95)
+    picture.save(png)
+    drafts, real = [], JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(
+        JpegImagePlugin.JpegImageFile, "draft", lambda im, mode, size: drafts.append(size) or real(im, mode, size)
+    )
+    for path in (jpeg, png):
+        full, small = load_image(path), load_image(path, max_side=400)
+        assert small.shape == (3, 300, 400)
+        assert (small - limit_long(full, 400)).abs().mean() < 2 / 255  # the same picture, near enough
+    assert drafts == [(400, 300)]  # the JPEG decoded at a quarter of its size, by Pillow's draft mode
+    assert load_image(jpeg, max_side=2000).shape == (3, 1200, 1600)  # a smaller image as it is
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": shrunk, then turned upright
+    for name in ("phone.jpg", "phone.png"):
+        picture.save(tmp_path / name, exif=exif.tobytes())
+        upright = load_image(tmp_path / name)
+        assert upright.shape == (3, 1600, 1200)
+        assert (load_image(tmp_path / name, max_side=400) - limit_long(upright, 400)).abs().mean() < 2 / 255

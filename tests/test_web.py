@@ -20,7 +20,8 @@ from helpers import ROOT, jpeg_bytes, make_image
 from PIL import Image
 from starlette.testclient import TestClient
 
-from stylize.images import limit_long, pil_to_tensor, resize_short, tensor_to_pil
+from stylize import web
+from stylize.images import limit_long, load_image, pil_to_tensor, resize_short, tensor_to_pil
 from stylize.options import STYLE_SIZE
 from stylize.stylizer import Stylizer
 from stylize.web import STATIC, DeviceQueue, Limits, address, create_app, exposure_warning, main, serving
@@ -61,8 +62,12 @@ def uploads_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def expected(stylizer: Stylizer, photo: bytes, paintings: list[bytes], alpha: float, size: int, **controls):
-    """What the API should answer, computed with the Python API directly (8-bit, as a PNG holds it)."""
-    content = limit_long(decode(photo), size)
+    """What the API should answer, computed with the Python API directly (8-bit, as a PNG holds it)
+    from the photo decoded at the size asked, as the server decodes it."""
+    with tempfile.NamedTemporaryFile(suffix=".png") as f:
+        f.write(photo)
+        f.flush()
+        content = load_image(f.name, max_side=size)
     styles = [resize_short(decode(p), STYLE_SIZE) for p in paintings]
     return pil_to_tensor(tensor_to_pil(stylizer.stylize(content, styles, alpha, **controls)))
 
@@ -342,3 +347,17 @@ def test_a_client_that_drops_mid_upload_leaves_one_line_in_the_log(stylizer, cap
     assert [r.getMessage() for r in caplog.records if r.name == "stylize.web"] == [
         "a client went away during its upload (127.0.0.1)"
     ]
+
+
+def test_a_photo_is_shrunk_to_the_asked_size_as_it_is_decoded_and_memory_goes_back(stylizer, monkeypatch):
+    assert Limits().megapixels == 40  # below the command line's 100: an upload costs the server its decoding
+    sides, trims = [], []
+    real = web.load_image
+    monkeypatch.setattr(web, "load_image", lambda path, **kw: sides.append(kw.get("max_side")) or real(path, **kw))
+    monkeypatch.setattr(web, "release_memory", lambda: trims.append(1))
+    with TestClient(create_app(stylizer), base_url=LOCAL) as client:
+        r = post(client, size=64)
+        assert r.status_code == 200 and decode(r.content).shape[-2:] == (48, 64)
+        assert post(client, size=80).status_code == 200
+    assert sides[0] == 64 and 80 in sides  # the photo decoded at the size asked, not at its own
+    assert len(trims) == 2  # freed memory handed back after each job
