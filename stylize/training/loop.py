@@ -240,7 +240,7 @@ def train_step(
     skip_taps = getattr(model, "module", model).skip_taps  # under DDP, the decoder is its .module
     weights = loss_weights(cfg)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"):
-        b = encode(encoder, batch, skip_taps, device, styles=not reconstruct, half=weights["style_half"] > 0)
+        b = encode(encoder, batch, skip_taps, device, not reconstruct, weights["style_half"] > 0 and not reconstruct)
         terms = losses.reconstruction_terms(model, b) if reconstruct else losses.terms(encoder, model, b, weights)
     loss = terms["content"] if reconstruct else sum(weights[k] * terms[k] for k in TERMS)
     opt.zero_grad(set_to_none=True)
