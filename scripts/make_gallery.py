@@ -20,9 +20,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from stylize.images import load_image, make_grid, pil_to_tensor, resize_short, tensor_to_pil
+from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER
 from stylize.stylizer import Stylizer
 from stylize.video import stylize_video
-from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES, DOCS = ROOT / "examples", ROOT / "docs"

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from stylize import Stylizer
 from stylize.images import load_image, make_grid, resize_short, save_image
-from stylize.options import STYLE_SIZE
-from stylize.weights import DEFAULT_DECODER
+from stylize.options import DEFAULT_DECODER, STYLE_SIZE
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = [("chelsea", "strokes"), ("coffee", "mosaic"), ("astronaut", "gravel_tinted"), ("rocket", "strokes")]

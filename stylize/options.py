@@ -24,6 +24,7 @@ STYLE_SIZE = 256
 WEIGHTS_DIR = shipped("weights", "assets")  # in a wheel: stylize/assets
 DEFAULT_ENCODER = WEIGHTS_DIR / "vgg19_relu4_1.pth"
 DEFAULT_DECODER = WEIGHTS_DIR / "decoder.pth"
+EXAMPLES_DIR = shipped("examples", "examples")  # the bundled example images; in a wheel: stylize/examples
 
 
 def is_video(path: str | Path) -> bool:

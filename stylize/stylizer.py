@@ -21,10 +21,10 @@ from stylize.controls import (
 )
 from stylize.engine import Engine
 from stylize.models import SKIP_CAP, TAP_SCALE, Decoder, Encoder, Stats, TapAdain, adain_maps, mean_std
-from stylize.options import COLOR_MODES
+from stylize.options import COLOR_MODES, DEFAULT_DECODER, DEFAULT_ENCODER
 from stylize.refine import refine as run_refine
 from stylize.refine import style_target
-from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder
+from stylize.weights import load_decoder, load_encoder
 
 
 class StyleStats(NamedTuple):

@@ -48,7 +48,6 @@ except ImportError as e:
     raise ImportError(f"{e.name} is missing: the web page needs the web extra (pip install -e '.[web]')") from e
 
 from stylize import __version__
-from stylize.files import shipped
 from stylize.images import (
     ImageError,
     TooLargeError,
@@ -57,12 +56,11 @@ from stylize.images import (
     resize_short,
     tensor_to_pil,
 )
-from stylize.options import COLOR_MODES, STYLE_SIZE
+from stylize.options import COLOR_MODES, DEFAULT_DECODER, DEFAULT_ENCODER, EXAMPLES_DIR, STYLE_SIZE
 from stylize.stylizer import StyleStats, Stylizer
-from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError
+from stylize.weights import WeightsError
 
 STATIC = Path(__file__).resolve().parent / "static"
-EXAMPLES = shipped("examples", "examples")  # the page's bundled examples; in a wheel: stylize/examples
 MIN_SIZE = 64  # the smallest output size one may ask for
 FORMATS = {"png": "image/png", "jpeg": "image/jpeg"}
 LOG = logging.getLogger("stylize.web")
@@ -338,7 +336,7 @@ def create_app(stylizer: Stylizer, limits: Limits = Limits(), names: set[str] | 
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
     async def info(request: Request) -> Response:
-        found = {kind: [p.name for p in list_images(EXAMPLES / kind)] for kind in ("content", "style")}
+        found = {kind: [p.name for p in list_images(EXAMPLES_DIR / kind)] for kind in ("content", "style")}
         return JSONResponse({"examples": found, "limits": dataclasses.asdict(limits), "min_size": MIN_SIZE})
 
     async def stylize(request: Request) -> Response:
@@ -376,7 +374,7 @@ def create_app(stylizer: Stylizer, limits: Limits = Limits(), names: set[str] | 
         Route("/api/info", info),
         Route("/api/stylize", stylize, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC)),
-        Mount("/examples", StaticFiles(directory=EXAMPLES, check_dir=False)),
+        Mount("/examples", StaticFiles(directory=EXAMPLES_DIR, check_dir=False)),
     ]
     return Starlette(
         routes=routes,

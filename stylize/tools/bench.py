@@ -39,10 +39,11 @@ from torchvision.utils import save_image
 from stylize import cli, jobs
 from stylize.batch import Report
 from stylize.models import POOL_AFTER, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, adain, mean_std
+from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER
 from stylize.stylizer import Stylizer, pick_device
 from stylize.training.config import TrainConfig
 from stylize.training.loop import Images, train_step
-from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_decoder, load_encoder, load_into
+from stylize.weights import load_decoder, load_encoder, load_into
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

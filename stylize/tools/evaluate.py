@@ -55,10 +55,10 @@ from stylize.images import (
     tensor_to_pil,
 )
 from stylize.models import STYLE_TAPS, Encoder
-from stylize.options import STYLE_SIZE
+from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER, STYLE_SIZE
 from stylize.stylizer import Stylizer
 from stylize.training.losses import split_stats, ssim, tap_stats
-from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, load_encoder, sha256
+from stylize.weights import load_encoder, sha256
 
 EVAL_DATA = Path("../shared/data/eval")
 SHEET_CELL = 192  # px: small, every committed copy of a sheet stays in git

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from stylize.models import SKIP_CAP, Decoder, Encoder, adain_maps, mean_std
-from stylize.weights import DEFAULT_DECODER, DEFAULT_ENCODER, WeightsError, load_decoder, load_encoder
+from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER, EXAMPLES_DIR
+from stylize.weights import WeightsError, load_decoder, load_encoder
 
 OPSET = 18
 
@@ -106,7 +107,7 @@ def bench(folder: Path, size: int = 512, runs: int = 5, threads: int = 2) -> dic
     from stylize.stylizer import Stylizer, _pad8
 
     torch.set_num_threads(threads)
-    root = DEFAULT_ENCODER.parent.parent / "examples"
+    root = EXAMPLES_DIR
     photo = torch.nn.functional.interpolate(load_image(root / "content" / "chelsea.jpg")[None], (size, size))[0]
     painting = resize_short(load_image(root / "style" / "strokes.jpg"), 256)
     stylizer = Stylizer.from_pretrained(device="cpu")

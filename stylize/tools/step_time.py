@@ -17,9 +17,10 @@ from collections.abc import Callable
 import torch
 
 from stylize.distributed import Dist
+from stylize.options import DEFAULT_DECODER
 from stylize.training import loop as T
 from stylize.training.config import load_config
-from stylize.weights import DEFAULT_DECODER, load_decoder, load_encoder
+from stylize.weights import load_decoder, load_encoder
 
 
 def trainer(config: str, overrides: list[str]) -> Callable[[], float]:
