@@ -12,7 +12,7 @@ through the encoder and back at the picture's full size: about 2-3 s at 512 px o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm import tqdm
@@ -46,12 +46,14 @@ def refine(
     lr: float = REFINE_LR,
     style_weight: float = STYLE_WEIGHT,
     ssim_weight: float = SSIM_WEIGHT,
+    check: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """`image` (N, 3, H, W), the decoder's picture of `content` (the same shape), after `steps`
     Adam steps on content_loss + style_weight x style_loss (the paper's training loss for this
     pair) + ssim_weight x ssim_loss (the content's luminance structure, which the first two blur).
     `style` is the painting's `style_target`; `alpha` blends both targets with the content's
-    own features and statistics, as AdaIN's alpha does. A progress bar shows on a terminal."""
+    own features and statistics, as AdaIN's alpha does. A progress bar shows on a terminal.
+    `check`, if given, is called before each step (it may raise to stop the work)."""
     with torch.no_grad():
         taps = encoder(content)
         own = tap_stats(taps)
@@ -61,6 +63,8 @@ def refine(
     opt = torch.optim.Adam([x], lr=lr)
     with torch.enable_grad():
         for _ in tqdm(range(steps), desc="refine", unit="step", leave=False, disable=None):
+            if check:
+                check()
             out = encoder(x)
             loss = content_loss(out["relu4_1"], target) + style_weight * style_loss(out, stats)
             loss = loss + ssim_weight * ssim_loss(x, content)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -109,6 +109,7 @@ class Stylizer:
         masks: torch.Tensor | Sequence[torch.Tensor] | None = None,
         preserve_color: str | None = None,
         refine: int = 0,
+        check: Callable[[], None] | None = None,
     ) -> torch.Tensor:
         """Repaint `content` in `style` (an image or its StyleStats); alpha 0 keeps the content,
         1 is full style. The output has the content's size and shape, values in [0, 1].
@@ -122,7 +123,9 @@ class Stylizer:
         images rather than StyleStats, as the matching depends on the content. `refine` > 0 takes
         that many steps of the paper's loss and an SSIM term on the picture itself
         (`stylize.refine`: firmer strokes on the photo's shapes, about 2-3 s a step at 512 px on a
-        2-core CPU); it needs style images, not masks."""
+        2-core CPU); it needs style images, not masks. `check` is called between the stages (after
+        the encoding, before each refine step): an exception it raises stops the work there, as
+        the web server does when a request's client has gone."""
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         styles = [style] if isinstance(style, (torch.Tensor, StyleStats)) else list(style)
@@ -133,9 +136,11 @@ class Stylizer:
         if refine and (masks is not None or any(isinstance(s, StyleStats) for s in styles)):
             raise ValueError("refine needs style images (not StyleStats), over the whole image (not masks)")
         if preserve_color is not None:
-            return self._preserving_color(content, styles, alpha, weights, masks, preserve_color, refine)
+            return self._preserving_color(content, styles, alpha, weights, masks, preserve_color, refine, check)
         stats = [self._as_stats(s) for s in styles]
         image, feats, shallow, taps = self.encode(content)
+        if check:
+            check()
         x = _batched(image)
         padded = _pad8(x.to(self.device)) if self.engine.skip_taps else None
         if masks is None:
@@ -144,7 +149,7 @@ class Stylizer:
             out = self.decode(maps["relu4_1"](feats).to(feats.dtype), x.shape[-2:], padded, maps, taps=taps)
             if refine:
                 target = style_target(self.encoder, [s.to(self.device) for s in styles], weights)
-                out = run_refine(self.encoder, x.to(self.device), out, target, refine, alpha)
+                out = run_refine(self.encoder, x.to(self.device), out, target, refine, alpha, check=check)
         else:
             m = torch.stack(list(masks)) if not isinstance(masks, torch.Tensor) else masks
             m = _pad8(F.interpolate(m.float().to(self.device)[:, None], size=x.shape[-2:], mode="bilinear"))[:, 0]
@@ -192,6 +197,7 @@ class Stylizer:
         masks: torch.Tensor | Sequence[torch.Tensor] | None,
         mode: str,
         refine: int,
+        check: Callable[[], None] | None,
     ) -> torch.Tensor:
         if mode not in COLOR_MODES:
             raise ValueError(f"preserve_color must be one of {', '.join(COLOR_MODES)}, got {mode!r}")
@@ -200,9 +206,9 @@ class Stylizer:
         if any(isinstance(s, StyleStats) for s in styles):
             raise ValueError("preserve_color needs the style images, not StyleStats: colours are matched per content")
         if content.dim() == 4:  # the matching is per content image
-            args = (styles, alpha, weights, masks, mode, refine)
+            args = (styles, alpha, weights, masks, mode, refine, check)
             return torch.stack([self._preserving_color(c, *args) for c in content])
-        controls = {"weights": weights, "masks": masks, "refine": refine}
+        controls = {"weights": weights, "masks": masks, "refine": refine, "check": check}
         if mode == "coral":
             return self.stylize(content, [coral(s, content) for s in styles], alpha, **controls)
         y = luminance(content)

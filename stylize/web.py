@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import ctypes
@@ -20,14 +21,13 @@ import io
 import ipaddress
 import logging
 import math
-import queue
 import socket
 import sys
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 from urllib.parse import urlsplit
@@ -159,28 +159,79 @@ def release_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+class Abandoned(Exception):
+    """The request's client went away: its job leaves the queue, or stops at its next stage."""
+
+
+class Ticket:
+    """A job in the queue: its function (given `check`), its result, and whether it was abandoned."""
+
+    def __init__(self, job: Callable[[Callable[[], None]], Any]) -> None:
+        self.job, self.future, self.gone = job, concurrent.futures.Future(), threading.Event()
+
+    def check(self) -> None:
+        """Called by the job between its stages: stops it once its client has gone."""
+        if self.gone.is_set():
+            raise Abandoned
+
+
 class DeviceQueue:
     """A worker thread that runs jobs one at a time; at most `size` wait, more are refused (503)
-    with a Retry-After from the queue's length and the jobs' running mean time."""
+    with a Retry-After from the queue's length and the jobs' running mean time. A job whose
+    request is abandoned (`run`'s `gone()` finishes first) leaves the queue at once, or, running,
+    stops at its next `Ticket.check`."""
 
     def __init__(self, size: int) -> None:
-        self.jobs: queue.Queue = queue.Queue(maxsize=size)
+        self.size = size
+        self.pending: collections.deque[Ticket] = collections.deque()
+        self.lock = threading.Condition()
+        self.closing = False
         self.mean = 1.0  # seconds a job takes, a running mean (the first job replaces this guess)
         self.done = 0
         self.started: float | None = None  # when the running job began
+        self.running: Ticket | None = None
         self.thread = threading.Thread(target=self._work, name="stylize-web-device", daemon=True)
         self.thread.start()
 
-    async def run(self, job: Callable[[], Any]) -> Any:
-        future: concurrent.futures.Future = concurrent.futures.Future()
+    async def run(self, job: Callable[[Callable[[], None]], Any], gone: Callable[[], Awaitable] | None = None) -> Any:
+        """`job(check)`'s result, run in the worker; Abandoned if `gone()` finishes first."""
+        ticket = self.add(job)
+        result = asyncio.wrap_future(ticket.future)
+        if gone is None:
+            return await result
+        watch = asyncio.ensure_future(gone())
         try:
-            self.jobs.put_nowait((job, future))
-        except queue.Full:
-            wait = self.retry_after()
-            raise HTTPException(
-                503, f"the server is busy with other requests; try again in {wait} s", {"Retry-After": str(wait)}
-            ) from None
-        return await asyncio.wrap_future(future)
+            await asyncio.wait({result, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if not result.done():
+            if self.abandon(ticket):  # it was waiting: out of the queue, its future cancelled
+                result.cancel()
+            else:  # running: wait for it to stop at its next check, as it still reads the uploads
+                await asyncio.wait({result})
+                if not result.cancelled():
+                    result.exception()  # Abandoned, most likely: retrieved, so asyncio logs nothing
+            raise Abandoned
+        return result.result()
+
+    def add(self, job: Callable[[Callable[[], None]], Any]) -> Ticket:
+        with self.lock:
+            if len(self.pending) >= self.size:
+                wait = self.retry_after()
+                msg = f"the server is busy with other requests; try again in {wait} s"
+                raise HTTPException(503, msg, {"Retry-After": str(wait)})
+            self.pending.append(ticket := Ticket(job))
+            self.lock.notify()
+        return ticket
+
+    def abandon(self, ticket: Ticket) -> bool:
+        """Mark the ticket's client gone; True if it was still waiting (and now leaves the queue)."""
+        with self.lock:
+            ticket.gone.set()
+            if ticket in self.pending:
+                self.pending.remove(ticket)
+                return True
+            return False
 
     def retry_after(self) -> int:
         """Whole seconds until the work ahead is likely done: what the running job has left of the
@@ -190,26 +241,35 @@ class DeviceQueue:
         return max(1, math.ceil(left + self.mean * self.waiting()))
 
     def waiting(self) -> int:
-        return self.jobs.qsize()
+        return len(self.pending)
 
     def close(self) -> None:
-        self.jobs.put((None, None))
+        with self.lock:
+            self.closing = True
+            self.lock.notify()
         self.thread.join()
 
+    def _next(self) -> Ticket | None:
+        with self.lock:
+            while not self.pending and not self.closing:
+                self.lock.wait()
+            return self.pending.popleft() if self.pending else None
+
     def _work(self) -> None:
-        while (item := self.jobs.get())[0] is not None:
-            job, future = item
-            if not future.set_running_or_notify_cancel():  # its request has gone
+        while (ticket := self._next()) is not None:
+            if ticket.gone.is_set() or not ticket.future.set_running_or_notify_cancel():  # its client has gone
+                ticket.future.cancel()
                 continue
-            self.started = time.perf_counter()
+            self.started, self.running = time.perf_counter(), ticket
             try:
-                future.set_result(job())
+                ticket.future.set_result(ticket.job(ticket.check))
             except BaseException as e:  # handed to the request, which answers it
-                future.set_exception(e)
-            seconds, self.started = time.perf_counter() - self.started, None
+                ticket.future.set_exception(e)
+            seconds, self.started, self.running = time.perf_counter() - self.started, None, None
             release_memory()
-            self.done += 1
-            self.mean = seconds if self.done == 1 else 0.7 * self.mean + 0.3 * seconds
+            if not ticket.gone.is_set():  # a job stopped part way is no measure of the time one takes
+                self.done += 1
+                self.mean = seconds if self.done == 1 else 0.7 * self.mean + 0.3 * seconds
 
 
 class StyleCache:
@@ -241,17 +301,38 @@ def read(upload: Upload, max_pixels: int, max_side: int = 0) -> torch.Tensor:
         raise type(e)(str(e).replace(str(upload.path), upload.label)) from None
 
 
-def render(stylizer: Stylizer, styles: StyleCache, uploads: dict[str, Upload], s: Settings, limits: Limits) -> bytes:
-    """The stylized image, encoded as `s.format` (runs in the device's worker thread)."""
+def render(
+    stylizer: Stylizer,
+    styles: StyleCache,
+    uploads: dict[str, Upload],
+    s: Settings,
+    limits: Limits,
+    check: Callable[[], None],
+) -> bytes:
+    """The stylized image, encoded as `s.format` (runs in the device's worker thread; `check`
+    between the stages stops it when its request is abandoned)."""
     max_pixels = int(limits.megapixels * 1e6)
     content = read(uploads["content"], max_pixels, s.size)  # the asked size, never the photo's 100 MP in float
-    paintings = [styles.get(uploads[field], max_pixels) for field in ("style", "style2") if field in uploads]
+    paintings = []
+    for field in ("style", "style2"):
+        if field in uploads:
+            check()
+            paintings.append(styles.get(uploads[field], max_pixels))
     weights = [1 - s.style2_weight, s.style2_weight] if len(paintings) == 2 else None
     chosen = [p.image if s.preserve_color or s.refine else p.stats for p in paintings]
-    out = stylizer.stylize(content, chosen, s.alpha, weights=weights, preserve_color=s.preserve_color, refine=s.refine)
+    controls = {"weights": weights, "preserve_color": s.preserve_color, "refine": s.refine, "check": check}
+    out = stylizer.stylize(content, chosen, s.alpha, **controls)
+    check()
     buf = io.BytesIO()
     tensor_to_pil(out).save(buf, format=s.format.upper(), **({"quality": 92} if s.format == "jpeg" else {}))
     return buf.getvalue()
+
+
+async def disconnected(request: Request) -> None:
+    """Returns once the request's client has gone. Its body is read by now, so the next message
+    the server gives is the disconnection (or, after the answer, the end of the request)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def number(form: FormData, name: str, default: float, low: float, high: float) -> float:
@@ -341,11 +422,15 @@ def create_app(stylizer: Stylizer, limits: Limits = Limits(), names: set[str] | 
 
     async def stylize(request: Request) -> Response:
         check_length(request, limits)
+        who = request.client.host if request.client else "?"
         try:
             return await answer(request)
         except ClientDisconnect:  # gone mid-upload: nothing to answer, nothing to fix
-            LOG.warning("a client went away during its upload (%s)", request.client.host if request.client else "?")
+            LOG.warning("a client went away during its upload (%s)", who)
             return Response(status_code=400)
+        except Abandoned:  # gone while its job waited or ran: the job is dropped, no one reads an answer
+            LOG.info("a client went away before its picture was ready (%s)", who)
+            return Response(status_code=499)
 
     async def answer(request: Request) -> Response:
         async with request.form(max_files=len(UPLOADS), max_fields=16) as form:
@@ -353,7 +438,7 @@ def create_app(stylizer: Stylizer, limits: Limits = Limits(), names: set[str] | 
             with tempfile.TemporaryDirectory(prefix="stylize-web-") as tmp:
                 job = functools.partial(render, stylizer, styles, save_uploads(form, Path(tmp)), settings, limits)
                 try:
-                    data = await request.app.state.queue.run(job)
+                    data = await request.app.state.queue.run(job, functools.partial(disconnected, request))
                 except TooLargeError as e:
                     raise HTTPException(413, str(e)) from None
                 except ImageError as e:

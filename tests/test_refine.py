@@ -79,3 +79,18 @@ def test_refine_needs_style_images_and_no_masks(encoder_path, decoder_path):
         stylizer.stylize(content, [style, style], masks=[torch.ones(40, 48)], refine=2)
     with pytest.raises(ValueError, match="0 or more, got -1"):
         stylizer.stylize(content, style, refine=-1)
+
+
+def test_a_check_that_raises_stops_the_refinement_between_steps(encoder_path, decoder_path):
+    stylizer = Stylizer.from_pretrained(encoder_path, decoder_path, device="cpu")
+    content, style = make_image(32, 32, 5), make_image(32, 32, 6)
+    calls = []
+
+    def check():  # as the web server's: raises once the request's client has gone
+        calls.append(1)
+        if len(calls) == 3:
+            raise InterruptedError
+
+    with pytest.raises(InterruptedError):
+        stylizer.stylize(content, style, refine=10, check=check)
+    assert len(calls) == 3  # after the encoding, then before the first two refine steps

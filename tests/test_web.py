@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import concurrent.futures
+import http.client
 import io
 import re
 import socket
@@ -313,16 +313,16 @@ def test_retry_after_counts_the_jobs_waiting_at_their_running_mean_time():
     try:
         release = threading.Event()
         for seconds in (0.05, 0.15):  # two jobs: the mean follows them (the first replaces the guess)
-            q.jobs.put((lambda s=seconds: time.sleep(s), concurrent.futures.Future()))
+            q.add(lambda check, s=seconds: time.sleep(s))
         while q.done < 2:
             time.sleep(0.01)
         assert q.mean == pytest.approx(0.7 * 0.05 + 0.3 * 0.15, abs=0.03)
         q.mean = 10.0  # a slow server: one job running, three waiting
-        q.jobs.put((release.wait, concurrent.futures.Future()))
+        q.add(lambda check: release.wait())
         while q.started is None:
             time.sleep(0.01)
         for _ in range(3):
-            q.jobs.put((lambda: None, concurrent.futures.Future()))
+            q.add(lambda check: None)
         assert q.retry_after() in (40, 39)  # about 10 s left of the running one, 3 x 10 s waiting
     finally:
         release.set()
@@ -347,6 +347,57 @@ def test_a_client_that_drops_mid_upload_leaves_one_line_in_the_log(stylizer, cap
     assert [r.getMessage() for r in caplog.records if r.name == "stylize.web"] == [
         "a client went away during its upload (127.0.0.1)"
     ]
+
+
+def raw_post(url: str, size: int = 64) -> socket.socket:
+    """Send a whole stylize request from a plain socket, left open: the test closes it to leave."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    parts = [(f'name="{f}"; filename="{f}.png"', data) for f, data in (("content", PHOTO), ("style", PAINTING))]
+    parts.append(('name="size"', str(size).encode()))
+    head = b"--b\r\nContent-Disposition: form-data; "
+    body = b"".join(head + d.encode() + b"\r\n\r\n" + v + b"\r\n" for d, v in parts)
+    body += b"--b--\r\n"
+    head = f"POST /api/stylize HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: {len(body)}\r\n"
+    head += "Content-Type: multipart/form-data; boundary=b\r\n\r\n"
+    client = socket.create_connection((host, int(port)))
+    client.sendall(head.encode() + body)
+    return client
+
+
+def test_abandoned_requests_leave_the_queue_and_a_running_one_stops(stylizer, monkeypatch, caplog):
+    """Real clients that hang up: two waiting ones leave the queue at once (never run), the running
+    one stops at its next stage (its picture is never decoded), and the next request is served."""
+    gate, calls, decoded = threading.Event(), [], []
+    real_stylize, real_decode = stylizer.stylize, stylizer.decode
+
+    def held(*args, **kwargs):  # the first job waits here, after its painting was encoded
+        calls.append(1)
+        assert gate.wait(30)
+        return real_stylize(*args, **kwargs)
+
+    monkeypatch.setattr(stylizer, "stylize", held)
+    monkeypatch.setattr(stylizer, "decode", lambda *a, **kw: decoded.append(1) or real_decode(*a, **kw))
+    caplog.set_level("INFO", "stylize.web")
+    gone = "went away before its picture was ready"
+    app = create_app(stylizer, Limits(queue=2))
+    with serving(app) as url:
+        running = raw_post(url)
+        wait_until(lambda: calls)
+        waiting = [raw_post(url), raw_post(url)]
+        wait_until(lambda: app.state.queue.waiting() == 2)
+        for client in waiting:
+            client.close()
+        wait_until(lambda: app.state.queue.waiting() == 0)  # out of the queue while the first still runs
+        assert caplog.text.count(gone) == 2
+        running.close()
+        wait_until(lambda: app.state.queue.running.gone.is_set())
+        gate.set()  # the first job goes on, and stops once its photo is encoded
+        wait_until(lambda: caplog.text.count(gone) == 3)
+        with raw_post(url) as served:
+            answer = http.client.HTTPResponse(served)
+            answer.begin()
+            assert answer.status == 200 and decode(answer.read()).shape[-2:] == (48, 64)
+    assert len(calls) == 2 and len(decoded) == 1  # the waiting ones never ran; the running one never decoded
 
 
 def test_a_photo_is_shrunk_to_the_asked_size_as_it_is_decoded_and_memory_goes_back(stylizer, monkeypatch):
