@@ -43,15 +43,16 @@ def test_upsampling_then_conv_equals_the_two_by_two_phase_conv(hw, channels_last
     assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
-def skip_adain(taps: dict[str, torch.Tensor], skip_taps: tuple[str, ...]) -> dict[str, TapAdain]:
+def skip_adain(taps: dict[str, torch.Tensor], skip_taps: tuple[str, ...], alpha: float = 0.8, cap: float | None = None):
     """AdaIN at each skip tap towards made-up style statistics."""
-    return {t: TapAdain.of([mean_std(taps[t])], [(mean_std(taps[t])[0] + 0.3, mean_std(taps[t])[1] * 2)], 0.8)
-            for t in skip_taps}  # fmt: skip
+    style = {t: (mean_std(taps[t])[0] + 0.3, mean_std(taps[t])[1] * 2) for t in skip_taps}
+    return {t: TapAdain.of([mean_std(taps[t])], [style[t]], alpha, cap) for t in skip_taps}
 
 
+@pytest.mark.parametrize(("alpha", "cap"), [(0.8, None), (1.0, 1.5), (0.8, 1.5)])
 @pytest.mark.parametrize("skip_taps", [(), ALL_SKIPS])
 @pytest.mark.parametrize("nnpack", [True, False])
-def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps):
+def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps, alpha, cap):
     if nnpack and not engine.nnpack_works():
         pytest.skip("this torch has no working NNPACK")
     enc, dec = nets(0, skip_taps)
@@ -70,7 +71,7 @@ def test_engine_computes_what_the_training_networks_compute(nnpack, skip_taps):
             assert set(kept) == set(skip_taps) and all(rel_err(kept[t], taps[t]) < 1e-4 for t in skip_taps)
         else:
             assert kept is None
-        maps = skip_adain(taps, skip_taps)
+        maps = skip_adain(taps, skip_taps, alpha, cap)  # a cap of 1.5 stds bites into every channel
         want = dec(taps["relu4_1"], {t: maps[t](taps[t]) for t in skip_taps})
         assert rel_err(eng.decode(feats, x, maps), want) < 1e-4
         assert rel_err(eng.decode(feats, x, maps, taps=kept), want) < 1e-4
