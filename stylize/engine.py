@@ -10,7 +10,8 @@
   at a time (its batched path is slower), for all but small layers; oneDNN on channels_last
   tensors where NNPACK is missing or fails its self-check.
   The max-pools are maxima of strided views (max_pool2d computes indices too), and glibc's
-  malloc keeps freed blocks for the next layer's tensors (`keep_freed_memory`).
+  malloc keeps freed blocks for the next layer's tensors while an image fits one tile
+  (`stylize.memory`).
 - CUDA: bf16 weights and activations in channels_last (AdaIN's statistics stay fp32).
 - Tiles: images larger than `tile` px on a side are encoded and decoded in overlapping
   tiles whose margins cover the networks' receptive fields, so the tiles give the numbers
@@ -24,9 +25,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stylize.memory import keep_freed_memory
 from stylize.models import (
     POOL_AFTER,
     SKIP_TAPS,
@@ -58,7 +58,6 @@ DECODER_MARGIN = 8  # feature cells (64 output px)
 # 3 cells to the decoder's margin, rounded up.
 SKIP_MARGIN = 12
 NNPACK_MIN_PIXELS = 48 * 48
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
 
 def interleave(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -92,19 +91,6 @@ def nnpack_works() -> bool:
     except RuntimeError:
         return False
     return torch.allclose(got, F.conv2d(x, w, b), rtol=1e-3, atol=1e-3)
-
-
-def keep_freed_memory() -> None:
-    """Have glibc's malloc keep the memory of freed tensors for the next ones rather than hand each
-    large block back to the system: every layer's output is a new tensor of tens of MB, and a block
-    fresh from the system costs its page faults (at 512 px a new 64 MB tensor took 23 ms to fill, a
-    reused one 2 ms): a 512 px pair's encoding and decoding ran a quarter faster on a 2-core CPU.
-    The process keeps its peak memory until it ends (the web server hands it back after each job).
-    Elsewhere than glibc, nothing changes."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None)
-        libc.mallopt(M_MMAP_MAX, 0)  # large blocks from the heap, not mmap, so they can be reused
-        libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap's top is not trimmed on every free
 
 
 class Layer(nn.Module):
@@ -169,8 +155,6 @@ class Engine(nn.Module):
         self.joins = {SKIP_TAPS[t]: t for t in decoder.skip_taps}  # decoder layer -> the tap added after it
         # bf16 where tensor cores make it fast; x86 CPUs without AMX compute it slower than fp32
         self.dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        if device.type == "cpu":
-            keep_freed_memory()
         use_nnpack = device.type == "cpu" and self.dtype == torch.float32 and nnpack_works()
         for layer in (*self.enc, *self.dec):
             layer.nnpack = use_nnpack
@@ -186,6 +170,7 @@ class Engine(nn.Module):
         image fits one tile, those taps themselves (for `decode`, which then need not encode them
         again: a fifth of the time at 512 px); else None."""
         x = x.to(self.device, self.dtype, memory_format=self.memory_format)
+        self._memory(max(x.shape[-2:]))
         keep = bool(self.skip_taps) and max(x.shape[-2:]) <= self.tile
 
         def fn(x: torch.Tensor) -> list[torch.Tensor]:
@@ -203,6 +188,7 @@ class Engine(nn.Module):
         """Per region, the channel (mean, std) of each shallow tap, weighted by `weights[tap]`
         (regions, 1, h, w) on the tap's grid (masks: `controls.masked_adain` at the skip taps)."""
         x = x.to(self.device, self.dtype, memory_format=self.memory_format)
+        self._memory(max(x.shape[-2:]))
         ws = [weights[t].to(self.device, torch.float32) for t in self.skip_taps]
 
         def fn(x: torch.Tensor, *ws: torch.Tensor) -> list[torch.Tensor]:
@@ -235,6 +221,7 @@ class Engine(nn.Module):
         held whole, are mapped by `adain[tap](f)` (or `adain[tap](f, w)`, with `weights[tap]` on
         the tap's grid)."""
         inputs = [feats.to(self.device, self.dtype, memory_format=self.memory_format)]
+        self._memory(8 * max(feats.shape[-2:]))
         if self.skip_taps:
             if image is None or adain is None:
                 raise ValueError(f"this decoder also takes the image, for {', '.join(self.skip_taps)}")
@@ -253,6 +240,11 @@ class Engine(nn.Module):
             return fn(*inputs)[0].float()
         margin = SKIP_MARGIN if self.skip_taps else DECODER_MARGIN
         return tiled(fn, inputs, self.tile // 8, margin)[0].float()
+
+    def _memory(self, side: int) -> None:
+        """On the CPU, freed blocks are kept for reuse while an image fits one tile (`memory`)."""
+        if self.device.type == "cpu":
+            keep_freed_memory(side <= self.tile)
 
     def _encode(self, x: torch.Tensor, keep: bool) -> list[torch.Tensor]:
         """relu4_1, then the skip taps if `keep`, else each skip tap and its square (for the sums

@@ -13,7 +13,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import ctypes
 import dataclasses
 import functools
 import hashlib
@@ -56,6 +55,7 @@ from stylize.images import (
     resize_short,
     tensor_to_pil,
 )
+from stylize.memory import release_memory
 from stylize.options import COLOR_MODES, DEFAULT_DECODER, DEFAULT_ENCODER, EXAMPLES_DIR, STYLE_SIZE
 from stylize.stylizer import StyleStats, Stylizer
 from stylize.weights import WeightsError
@@ -149,14 +149,6 @@ class Upload(NamedTuple):
 class Painting(NamedTuple):
     image: torch.Tensor  # kept for colour preservation, which matches it to each photo, and refinement
     stats: StyleStats
-
-
-def release_memory() -> None:
-    """Hand the memory a job freed back to the system: glibc's malloc keeps it for reuse otherwise
-    (after a 100 MP photo the server held about 1.9 GB). Under a millisecond; tensors are freed as
-    their last reference goes, so no garbage collection is needed first."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 class Abandoned(Exception):

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stylize import engine
+from stylize import engine, memory
 from stylize.engine import Engine, interleave, upconv_weight
 from stylize.models import Decoder, Encoder, TapAdain, mean_std
 from stylize.stylizer import Stylizer
@@ -151,3 +151,12 @@ def test_stylize_nnpack_0_turns_nnpack_off(monkeypatch):
     assert not engine.nnpack_works()
     eng = Engine(*nets(), CPU)
     assert not any(layer.nnpack for layer in eng.enc) and eng.memory_format == torch.channels_last
+
+
+def test_freed_memory_is_kept_for_one_tile_images_and_handed_back_for_tiled_ones():
+    enc, dec = nets(4, ALL_SKIPS)
+    eng = Engine(enc, dec, CPU, tile=64)
+    eng.encode(torch.rand(1, 3, 64, 64))
+    assert memory._keeping  # malloc reuses the freed blocks: no page faults for each layer's output
+    eng.encode(torch.rand(1, 3, 128, 64))
+    assert not memory._keeping  # tiles: malloc's own way, which keeps the peak low
