@@ -67,6 +67,21 @@ def test_pair_measurements_of_both_ways(tmp_path):
     for r in (ref, ours, refined):
         assert r["images"] == 1 and r["seconds"] > 0 and r["peak_mb"] > 0
     assert ours["rel_err"] < 1e-4  # fp32 CPU: the fast paths give the reference's picture
+    assert set(ours["stages"]) == set(bench.STAGES)  # every stage of our run was timed
+    assert sum(ours["stages"][t] for t in bench.MAIN_THREAD) <= ours["seconds"]
+
+
+def test_whole_processes_and_the_page_s_preview(tmp_path):
+    for name, seed in (("content", 1), ("style", 2)):
+        (tmp_path / name).mkdir()
+        save_image(make_image(40, 48, seed), tmp_path / name / "000.jpg")
+    runs = bench.processes(tmp_path, repeats=1)
+    assert set(runs) == {"reference", "ours", "reference start", "ours start"}
+    assert all(r["seconds"] > 0 for r in runs.values())
+    assert len(list(tmp_path.glob("*/000_000.jpg"))) == 1  # the reference wrote its picture
+    assert len(list(tmp_path.glob("*/000_stylized_000.jpg"))) == 1  # and ours
+    view = bench.preview(tmp_path, 64, repeats=1)
+    assert view["seconds"] > 0 and view["peak_mb"] > 0
 
 
 def test_report_states_machine_ratios_and_errors():
@@ -81,7 +96,15 @@ def test_report_states_machine_ratios_and_errors():
         "train reference": {"seconds": 2.0, "peak_mb": 900, "batch": TrainConfig().batch_size},
         "train ours": {"seconds": 1.0, "peak_mb": 800, "batch": 8},
         "ceiling": {"tflops": 100.0},
+        "process reference": {"seconds": 30.0},
+        "process ours": {"seconds": 10.0},
+        "process reference start": {"seconds": 2.0},
+        "process ours start": {"seconds": 3.0},
+        "preview 256": {"seconds": 0.25, "peak_mb": 500},
     }
+    stages = dict.fromkeys(bench.STAGES, 0.25)
+    results["pair 512 ours"]["stages"] = stages  # 4 x 0.25 s in the main thread, of 2 s
+    results["folder 512 ours"]["stages"] = stages
     args = bench.parse_args(["--big", "0", "--seams", "0", "--styles", "2"])
     text = bench.report(results, args, torch.device("cpu"), [256, 512], 4)
     assert "| one pair 256x256: latency | 1000 ms, 300 MB | 500 ms, 200 MB" in text
@@ -89,4 +112,10 @@ def test_report_states_machine_ratios_and_errors():
     assert "| folder 4 x 2 at 512x512: images/s | 1.00 | 4.00" in text and "| 4.00x |" in text
     assert "| one pair 512x512 with --refine 10: latency | | 12.0 s, 900 MB (1000 ms per step) |" in text
     assert "of the ceiling" in text and "Measured bf16 matmul ceiling: 100 TFLOP/s" in text
+    assert "| 4 photos x 2 paintings at 512x512, whole processes: seconds | 30.0 | 10.0 | 3.00x |" in text
+    assert "| - of which starting and loading the networks | 2.0 | 3.0 |" in text
+    assert "| the page's 256 px preview (a 512 px photo; the painting encoded already): latency | | 250 ms" in text
+    assert "| stage | one pair 512x512 (ms) | folder 4 x 2 at 512 px (s) |" in text
+    assert "| encode the photo | 250 | 0.2 |" in text and "| write (worker threads) | 250 | 0.2 |" in text
+    assert "| the rest (waiting for reads and writes, the command's own work) | 1000 | 1.0 |" in text
     json.dumps(results)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,14 +40,11 @@ from torchvision.utils import save_image
 from stylize import cli, jobs
 from stylize.batch import Report
 from stylize.models import POOL_AFTER, STYLE_TAPS, VGG_CONVS, Decoder, Encoder, adain, mean_std
-from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER
+from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER, EXAMPLES_DIR
 from stylize.stylizer import Stylizer, pick_device
 from stylize.training.config import TrainConfig
 from stylize.training.loop import Images, train_step
 from stylize.weights import load_decoder, load_encoder, load_into
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
 
 # The reference way ---------------------------------------------------------------------------
 
@@ -128,6 +126,8 @@ def measure(spec: dict) -> dict:
         return {"tflops": matmul_ceiling(device)}
     if kind == "train":
         return timed_train(impl, encoder, decoder, device, spec["steps"])
+    if kind == "preview":
+        return preview(folder, spec["size"], spec["repeats"])
     if kind == "seams":  # 2 x 2 tiles against one pass over the whole image
         content = ref_load(folder / "content" / "000.jpg", device)[0]
         style = ref_load(folder / "style" / "000.jpg", device)[0]
@@ -147,6 +147,12 @@ def measure(spec: dict) -> dict:
                     ref_pair(nets, c, s, out / f"{c.stem}_{s.stem}.jpg", device)
     else:
         stylizer = Stylizer(encoder, decoder, device)
+        stages = Stages()
+        stages.wrap(jobs, "load_image", "read", split=lambda path, **_: Path(path).parent.name == "style")
+        stages.wrap(jobs, "save_image", "write")
+        stages.wrap(stylizer, "style_stats", "encode the painting")
+        stages.wrap(stylizer, "encode", "encode the photo")
+        stages.wrap(stylizer, "stylize", "AdaIN and decode")
 
         def once(cs: list[Path]) -> None:
             args = ["--content", str(cs[0] if len(cs) == 1 else cs[0].parent), "--style", str(folder / "style")]
@@ -160,6 +166,8 @@ def measure(spec: dict) -> dict:
 
     once(contents[:1])  # warm-up: allocator, kernels, cudnn's choice
     _reset_peak(device)
+    if impl != "reference":
+        stages.seconds.clear()
     times = []
     for _ in range(spec["repeats"]):
         t0 = time.perf_counter()
@@ -167,9 +175,117 @@ def measure(spec: dict) -> dict:
         _sync(device)
         times.append(time.perf_counter() - t0)
     result = {"seconds": statistics.median(times), "images": len(contents) * len(styles), "peak_mb": _peak_mb(device)}
+    if impl != "reference":
+        result["stages"] = {k: v / spec["repeats"] for k, v in stages.seconds.items()}
     if kind == "pair" and impl == "ours":
         result.update(fp32_error(encoder, decoder, contents[0], styles[0], device))
     return result
+
+
+class Stages:
+    """Seconds spent in each stage of our run, summed over calls: functions wrapped where the
+    command line's code calls them (reads and writes run in worker threads, beside the networks)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, owner: object, name: str, stage: str, split: Callable[..., bool] | None = None) -> None:
+        """Time `owner.name` as `stage` (as "stage paintings" or "stage photos" by `split(*args)`)."""
+        fn = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                key = stage if split is None else f"{stage} {'paintings' if split(*args, **kwargs) else 'photos'}"
+                self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - t0
+
+        setattr(owner, name, timed)
+
+
+def preview(folder: Path, size: int, repeats: int) -> dict:
+    """The web page's preview: POST /api/stylize at `size` px through the server's own code (in
+    process), the painting already encoded, as when the page sends it again with the next photo
+    or setting; the median of `repeats` requests after a warm-up."""
+    from starlette.testclient import TestClient
+
+    from stylize.web import create_app
+
+    photo, painting = ((folder / k / "000.jpg").read_bytes() for k in ("content", "style"))
+    files = {"content": ("photo.jpg", photo), "style": ("painting.jpg", painting)}
+    with TestClient(create_app(Stylizer.from_pretrained(device="cpu")), base_url="http://127.0.0.1") as client:
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            r = client.post("/api/stylize", files=files, data={"size": str(size), "format": "jpeg"})
+            assert r.status_code == 200, r.text
+            times.append(time.perf_counter() - t0)
+    return {"seconds": statistics.median(times[1:]), "peak_mb": _peak_mb(torch.device("cpu"))}
+
+
+# The reference's test.py as a process of its own: torch, torchvision and the networks pickled by
+# the parent (nn modules only), then every pair encoded and decoded, as pytorch-AdaIN's test.py.
+REFERENCE_PROCESS = """
+import sys
+from pathlib import Path
+import torch
+from PIL import Image
+from torchvision import transforms
+from torchvision.utils import save_image
+
+def mean_std(f, eps=1e-5):
+    n, c = f.shape[:2]
+    var = f.view(n, c, -1).var(dim=2) + eps
+    return f.view(n, c, -1).mean(dim=2).view(n, c, 1, 1), var.sqrt().view(n, c, 1, 1)
+
+def encode(x):
+    for s in slices:
+        x = s(x)
+    return x
+
+nets, contents, styles, out = sys.argv[1:5]
+slices, dec = torch.load(nets, weights_only=False)
+if len(sys.argv) > 5:  # start and loading only
+    raise SystemExit
+load = lambda p: transforms.ToTensor()(Image.open(p).convert("RGB")).unsqueeze(0)
+with torch.no_grad():
+    for c in sorted(Path(contents).iterdir()):
+        for s in sorted(Path(styles).iterdir()):
+            cf, sf = encode(load(c)), encode(load(s))
+            cm, cs = mean_std(cf)
+            sm, ss = mean_std(sf)
+            save_image(dec((cf - cm) / cs * ss + sm).clamp(0, 1), Path(out) / f"{c.stem}_{s.stem}.jpg")
+"""
+
+
+def processes(folder: Path, repeats: int) -> dict[str, dict]:
+    """Whole processes, as a user runs them: the reference's test.py and our command on every
+    photo x painting of `folder`, and each of them only starting and loading its networks; the
+    median of `repeats` runs, each from a new process."""
+    nets = folder / "reference_nets.pt"
+    slices, dec = reference_nets(load_encoder(DEFAULT_ENCODER), load_decoder(DEFAULT_DECODER))
+    torch.save((slices, dec), nets)
+    out = Path(tempfile.mkdtemp(dir=folder))
+    ref = [sys.executable, "-c", REFERENCE_PROCESS, str(nets), str(folder / "content"), str(folder / "style"), str(out)]
+    ours = [sys.executable, "-m", "stylize.cli", "--content", str(folder / "content"), "--style", str(folder / "style")]
+    ours += ["--output", str(out), "--overwrite", "--content-size", "0", "--style-size", "0", "--max-size", "0"]
+    load = "import stylize.jobs; from stylize.stylizer import Stylizer; Stylizer.from_pretrained(device='cpu')"
+    commands = {
+        "reference": ref,
+        "ours": ours,
+        "reference start": [*ref, "start"],
+        "ours start": [sys.executable, "-c", load],
+    }
+    results = {}
+    for key, command in commands.items():
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        results[key] = {"seconds": statistics.median(times)}
+    return results
 
 
 def fp32_error(encoder: Encoder, decoder: Decoder, content: Path, style: Path, device: torch.device) -> dict:
@@ -265,7 +381,7 @@ def model_flops(h: int, w: int) -> tuple[float, float]:
 
 def make_images(folder: Path, name: str, n: int, size: int, seed: int) -> None:
     """`n` distinct size x size JPEGs cut from the examples (scikit-image photos and the drawn styles)."""
-    sources = sorted((EXAMPLES / name).glob("*.jpg")) or sorted((EXAMPLES / "content").glob("*.jpg"))
+    sources = sorted((EXAMPLES_DIR / name).glob("*.jpg")) or sorted((EXAMPLES_DIR / "content").glob("*.jpg"))
     rng = np.random.default_rng(seed)
     (folder / name).mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -321,6 +437,15 @@ def main(argv: list[str] | None = None) -> None:
             make_images(root / "folder", "style", args.styles, fs, 3)
             for impl in ("reference", "ours"):
                 case(f"folder {fs} {impl}", root / "folder", kind="folder", impl=impl, repeats=1)
+        if args.processes:
+            make_images(root / "processes", "content", 4, 512, 8)
+            make_images(root / "processes", "style", 2, 512, 9)
+            print("bench: whole processes", file=sys.stderr, flush=True)
+            results.update({f"process {k}": v for k, v in processes(root / "processes", args.processes).items()})
+        if not gpu:
+            make_images(root / "preview", "content", 1, 512, 10)
+            make_images(root / "preview", "style", 1, 512, 11)
+            case("preview 256", root / "preview", kind="preview", size=256)
         if args.refine and 512 in sizes:
             case(f"pair 512 ours refine {args.refine}", root / "pair512", kind="pair", impl="ours", refine=args.refine)
         for impl in ("reference", "ours") if args.train_steps else ():
@@ -379,6 +504,21 @@ def report(results: dict, args: argparse.Namespace, device: torch.device, sizes:
             f"| folder {contents} x {args.styles} at {fs}x{fs}: images/s | {ref['images'] / ref['seconds']:.2f} "
             f"| {ours['images'] / ours['seconds']:.2f}{_share(work, ours, ceiling)} | {speedup:.2f}x | |"
         )
+    if args.processes:
+        ref, ours = results["process reference"], results["process ours"]
+        lines.append(
+            f"| 4 photos x 2 paintings at 512x512, whole processes: seconds | {ref['seconds']:.1f} "
+            f"| {ours['seconds']:.1f} | {ref['seconds'] / ours['seconds']:.2f}x | |"
+        )
+        ref, ours = results["process reference start"], results["process ours start"]
+        lines.append(
+            f"| - of which starting and loading the networks | {ref['seconds']:.1f} | {ours['seconds']:.1f} | | |"
+        )
+    if (view := results.get("preview 256")) is not None:
+        lines.append(
+            f"| the page's 256 px preview (a 512 px photo; the painting encoded already): latency | "
+            f"| {view['seconds'] * 1e3:.0f} ms, {view['peak_mb']:.0f} MB | | |"
+        )
     if args.train_steps:
         ref, ours = results["train reference"], results["train ours"]
         lines.append(
@@ -400,7 +540,41 @@ def report(results: dict, args: argparse.Namespace, device: torch.device, sizes:
         )
     if ceiling:
         lines.append(f"\nMeasured bf16 matmul ceiling: {ceiling:.0f} TFLOP/s (8192^3 matmuls).")
+    lines += stage_table(results, args, sizes, contents)
     return "\n".join(lines)
+
+
+STAGES = (
+    "read paintings", "encode the painting", "read photos", "encode the photo", "AdaIN and decode", "write"
+)  # fmt: skip
+MAIN_THREAD = ("read paintings", "encode the painting", "encode the photo", "AdaIN and decode")
+
+
+def stage_table(results: dict, args: argparse.Namespace, sizes: list[int], contents: int) -> list[str]:
+    """Where our time goes: each stage's time in one pair at 512 px (ms) and in the folder run (s).
+    The photos are read and the outputs written in worker threads, beside the networks."""
+    runs = {"one pair 512x512 (ms)": ("pair 512 ours", 1e3)} if 512 in sizes else {}
+    if contents:
+        runs[f"folder {contents} x {args.styles} at {args.folder_size} px (s)"] = (f"folder {args.folder_size} ours", 1)
+    runs = {name: (results[key], scale) for name, (key, scale) in runs.items() if "stages" in results.get(key, {})}
+    if not runs:
+        return []
+
+    def row(name: str, seconds: Callable[[dict], float]) -> str:
+        return f"| {name} | " + " | ".join(f"{seconds(r) * k:.{0 if k > 1 else 1}f}" for r, k in runs.values()) + " |"
+
+    lines = ["", f"| stage | {' | '.join(runs)} |", "|---|" + "---|" * len(runs)]
+    for stage in STAGES:
+        name = stage if stage in MAIN_THREAD else f"{stage} (worker threads)"
+        lines.append(row(name, lambda r, stage=stage: r["stages"].get(stage, 0.0)))
+    lines.append(
+        row(
+            "the rest (waiting for reads and writes, the command's own work)",
+            lambda r: r["seconds"] - sum(r["stages"].get(t, 0.0) for t in MAIN_THREAD),
+        )
+    )
+    lines.append(row("total", lambda r: r["seconds"]))
+    return lines
 
 
 def _share(flops: float, result: dict, ceiling: float | None) -> str:
@@ -444,6 +618,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2048,
         help="side of an image stylized in tiles and in one pass, to compare "
         "(one pass needs ~4x the memory of tiles); 0 skips it (default: 2048)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=3,
+        help="runs of 4 photos x 2 paintings at 512 px as whole processes (the reference's test.py and our "
+        "command), the median counting; 0 skips them (default: 3)",
     )
     p.add_argument("--json", type=Path, help="also write the raw numbers here")
     p.add_argument("--worker", help=argparse.SUPPRESS)

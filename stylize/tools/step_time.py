@@ -3,7 +3,7 @@ first if needed), with the shipped decoder: each variant (a set of config overri
 copy, the variants taking turns step by step so that all see the machine as it was; the median of
 --steps steps each after one warm-up. For BENCHMARKS.md; stop other work first.
 
-    python -m stylize.tools.step_time --config configs/cpu/128px.yaml \
+    python -m stylize.tools.step_time --config configs/cpu_256.yaml \
         --variant laplacian_weight=0 --variant laplacian_weight=100
 """
 
