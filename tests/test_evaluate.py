@@ -69,6 +69,10 @@ def test_a_run_writes_the_numbers_the_table_and_the_sheet(tmp_path, encoder_path
     assert ("ours / peer" in table) == peer
     cell = E.SHEET_CELL + 4  # each photo's row and its detail row: 4 rows
     assert Image.open(out / "s.jpg").size == (4 * cell + 4 if peer else 3 * cell + 4, 4 * cell + 4)
+    assert ours["blotch"] >= 0 and ours["mesh"] >= 0 and "blotches" in table and "mesh:" in table
+    for flaw in ("blotch", "mesh"):  # all 4 pairs (fewer than WORST), each with its detail row
+        assert Image.open(out / f"s_worst_{flaw}.jpg").size == Image.open(out / "s.jpg").size[:1] + (8 * cell + 4,)
+        assert f"s_worst_{flaw}.jpg" in table
 
 
 def test_a_held_out_run_scores_other_pairs_and_says_so(tmp_path, encoder_path, decoder_path):

@@ -57,13 +57,17 @@ from stylize.images import (
 from stylize.models import STYLE_TAPS, Encoder
 from stylize.options import DEFAULT_DECODER, DEFAULT_ENCODER, STYLE_SIZE
 from stylize.stylizer import Stylizer
+from stylize.tools import flaws
 from stylize.training.losses import split_stats, ssim, tap_stats
 from stylize.weights import load_encoder, sha256
 
 EVAL_DATA = Path("../shared/data/eval")
 SHEET_CELL = 192  # px: small, every committed copy of a sheet stays in git
-METRICS = ("style", "content", "ssim", "colour_gap", "embedding")
-LOWER_IS_BETTER = {"style": True, "content": True, "ssim": False, "colour_gap": True, "embedding": True}
+METRICS = ("style", "content", "ssim", "colour_gap", "embedding", "blotch", "mesh")
+LOWER_IS_BETTER = {
+    "style": True, "content": True, "ssim": False, "colour_gap": True, "embedding": True, "blotch": True, "mesh": True
+}  # fmt: skip
+WORST = 10  # pairs on each flaw's sheet
 
 
 def pick(folder: Path, n: int, held_out: bool = False) -> list[Path]:
@@ -125,6 +129,8 @@ class Judge:
             "content": ((f - fc).norm() / fc.norm()).item(),
             "ssim": ssim(luminance(out)[None], photo["luma"][None]).item(),
             "colour_gap": (out.mean((1, 2)) - painting["rgb"]).norm().item(),
+            "blotch": flaws.blotch(out, photo["image"], painting["image"]),
+            "mesh": flaws.mesh(out, photo["image"], painting["image"]),
         }
         if painting["embedding"] is not None:
             scores["embedding"] = (self.embedding(out) - painting["embedding"]).norm().item()
@@ -209,7 +215,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     bar = tqdm(total=len(photos) * len(paintings), desc="evaluate", unit="pair", dynamic_ncols=True)
     for i, path in enumerate(photos):
         x = limit_long(load_image(path), args.size)
-        photo = {"relu4_1": judge.taps(x)["relu4_1"], "luma": luminance(x)}
+        photo = {"image": x, "relu4_1": judge.taps(x)["relu4_1"], "luma": luminance(x)}
         encoded = stylizer.encode(x)
         back = stylizer.stylize(encoded, stylizer.style_stats(x), alpha=0.0)
         back_ssim = ssim(luminance(back)[None], photo["luma"][None]).item()
@@ -231,6 +237,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if peer is not None:
         summary["peer"] = mean_scores([p["peer"] for p in pairs])
     summary["alpha0"] = {k: sum(r[k] for r in recon) / len(recon) for k in ("psnr", "ssim")}
+    worst = {flaw: worst_rows(pairs, flaw, photos, styles, stylizer, peer, args) for flaw in ("blotch", "mesh")}
     return {
         "decoder": str(args.decoder),
         "decoder_sha256": sha256(args.decoder),
@@ -246,7 +253,21 @@ def evaluate(args: argparse.Namespace) -> dict:
         "pairs": pairs,
         "alpha0": recon,
         "_sheet": sheet,
+        "_worst": worst,
     }
+
+
+def worst_rows(pairs: list[dict], flaw: str, photos: list[Path], styles: dict, stylizer: Stylizer, peer, args) -> list:
+    """photo | painting | ours | peer for the WORST pairs by our `flaw` score, painted again."""
+    by_name = {p.name: p for p in photos}
+    paintings = {p.name: s["image"] for p, s in styles.items()}
+    rows = []
+    for pair in sorted(pairs, key=lambda p: p["ours"][flaw], reverse=True)[:WORST]:
+        x = limit_long(load_image(by_name[pair["photo"]]), args.size)
+        painting = paintings[pair["painting"]]
+        row = [x, painting, stylizer.stylize(x, painting, refine=args.refine)]
+        rows.append(row + ([peer_stylize(peer, x, painting)] if peer is not None else []))
+    return rows
 
 
 def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> str:
@@ -279,6 +300,8 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
         "ssim": "luminance SSIM against the photo",
         "colour_gap": "mean-colour gap to the painting",
         "embedding": "style-embedding distance (style predictor)",
+        "blotch": "blotches: contrast and darkness beyond the painting's where the photo is smooth",
+        "mesh": "mesh: spectral peaks at the decoder's 2, 4, 8 px periods beyond the inputs' (decades)",
     }
     for key, name in names.items():
         if key not in s["ours"]:
@@ -287,8 +310,9 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
         if peer:
             o, p = s["ours"][key], s["peer"][key]
             lower = LOWER_IS_BETTER.get(key.split("_relu")[0], True)
-            better = "ours" if (o < p) == lower else "peer"
-            row += f" {p:.4f} | {o / p:.2f}x | {better} |"
+            better = "equal" if o == p else "ours" if (o < p) == lower else "peer"
+            ratio = f"{o / p:.2f}x" if p else "-"  # a flaw the peer's pictures never show
+            row += f" {p:.4f} | {ratio} | {better} |"
         lines.append(row)
     a0 = s["alpha0"]
     lines += [
@@ -301,6 +325,9 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
     ]
     if sheet is not None:
         lines += ["", f"![photo | painting | ours{' | peer' if peer else ''}]({sheet.as_posix()})"]
+        for flaw in ("blotch", "mesh"):
+            worst = flaw_sheet(sheet, flaw)
+            lines += ["", f"The {WORST} pairs where our {flaw} score is highest: ![{flaw}]({worst.as_posix()})"]
     return "\n".join(lines) + "\n"
 
 
@@ -309,6 +336,11 @@ def sheet_tiles(rows: list[list[torch.Tensor]], detail: bool) -> list[list[torch
     if not detail:
         return rows
     return [r for row in rows for r in (row, [center_crop(img, min(SHEET_CELL, *img.shape[-2:])) for img in row])]
+
+
+def flaw_sheet(sheet: Path, flaw: str) -> Path:
+    """Where the sheet of the worst pairs by `flaw` goes: beside the main sheet."""
+    return sheet.with_name(f"{sheet.stem}_worst_{flaw}{sheet.suffix}")
 
 
 def optional_path(text: str) -> Path | None:
@@ -361,10 +393,12 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    sheet_rows = result.pop("_sheet")
+    sheet_rows, worst = result.pop("_sheet"), result.pop("_worst")
     if args.sheet and sheet_rows:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         make_grid(sheet_tiles(sheet_rows, args.detail), SHEET_CELL).save(args.sheet, quality=85)
+        for flaw, rows in worst.items():
+            make_grid(sheet_tiles(rows, args.detail), SHEET_CELL).save(flaw_sheet(args.sheet, flaw), quality=85)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     command = "python -m stylize.tools.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
