@@ -397,8 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.sheet and sheet_rows:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
         make_grid(sheet_tiles(sheet_rows, args.detail), SHEET_CELL).save(args.sheet, quality=85)
-        for flaw, rows in worst.items():
-            make_grid(sheet_tiles(rows, args.detail), SHEET_CELL).save(flaw_sheet(args.sheet, flaw), quality=85)
+        for flaw, rows in worst.items():  # with the centres unscaled: a mesh does not show at 192 px
+            make_grid(sheet_tiles(rows, True), SHEET_CELL).save(flaw_sheet(args.sheet, flaw), quality=85)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     command = "python -m stylize.tools.evaluate " + shlex.join(argv if argv is not None else sys.argv[1:])
