@@ -68,6 +68,7 @@ LOWER_IS_BETTER = {
     "style": True, "content": True, "ssim": False, "colour_gap": True, "embedding": True, "blotch": True, "mesh": True
 }  # fmt: skip
 WORST = 10  # pairs on each flaw's sheet
+FLAWS = ("blotch", "mesh")  # stylize.tools.flaws' measures, each with a sheet of its worst pairs
 
 
 def pick(folder: Path, n: int, held_out: bool = False) -> list[Path]:
@@ -237,7 +238,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if peer is not None:
         summary["peer"] = mean_scores([p["peer"] for p in pairs])
     summary["alpha0"] = {k: sum(r[k] for r in recon) / len(recon) for k in ("psnr", "ssim")}
-    worst = {flaw: worst_rows(pairs, flaw, photos, styles, stylizer, peer, args) for flaw in ("blotch", "mesh")}
+    worst = {f: worst_rows(pairs, f, photos, styles, stylizer, peer, args) for f in FLAWS} if args.sheet else {}
     return {
         "decoder": str(args.decoder),
         "decoder_sha256": sha256(args.decoder),
@@ -325,7 +326,7 @@ def markdown(result: dict, command: str, seconds: float, sheet: Path | None) -> 
     ]
     if sheet is not None:
         lines += ["", f"![photo | painting | ours{' | peer' if peer else ''}]({sheet.as_posix()})"]
-        for flaw in ("blotch", "mesh"):
+        for flaw in FLAWS:
             worst = flaw_sheet(sheet, flaw)
             lines += ["", f"The {WORST} pairs where our {flaw} score is highest: ![{flaw}]({worst.as_posix()})"]
     return "\n".join(lines) + "\n"
