@@ -60,23 +60,31 @@ SKIP_MARGIN = 12
 NNPACK_MIN_PIXELS = 48 * 48
 
 
-def interleave(y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def interleave(y: torch.Tensor, h: int, w: int, relu: bool = False) -> torch.Tensor:
     """(N, 4*O, h+1, w+1) phase outputs -> (N, O, 2h, 2w): phase (a, b) of pixel (i, j) is
-    y[:, (a, b), :, i+a, j+b]. The output keeps y's memory format (a change costs a copy)."""
+    y[:, (a, b), :, i+a, j+b], through a ReLU if `relu` (in the same pass). The output keeps y's
+    memory format (a change costs a copy)."""
     n, o = y.shape[0], y.shape[1] // 4
     if y.is_contiguous():
         phases = y.view(n, 2, 2, o, h + 1, w + 1)
         out = y.new_empty(n, o, h, 2, w, 2)
         for a in (0, 1):
             for b in (0, 1):
-                out[:, :, :, a, :, b] = phases[:, a, b, :, a : a + h, b : b + w]
+                _copy(phases[:, a, b, :, a : a + h, b : b + w], out[:, :, :, a, :, b], relu)
         return out.view(n, o, 2 * h, 2 * w)
     phases = y.permute(0, 2, 3, 1).reshape(n, h + 1, w + 1, 2, 2, o)
     out = y.new_empty(n, h, 2, w, 2, o)
     for a in (0, 1):
         for b in (0, 1):
-            out[:, :, a, :, b] = phases[:, a : a + h, b : b + w, a, b]
+            _copy(phases[:, a : a + h, b : b + w, a, b], out[:, :, a, :, b], relu)
     return out.view(n, 2 * h, 2 * w, o).permute(0, 3, 1, 2)
+
+
+def _copy(src: torch.Tensor, dst: torch.Tensor, relu: bool) -> None:
+    if relu:
+        torch.clamp_min(src, 0, out=dst)
+    else:
+        dst.copy_(src)
 
 
 def nnpack_works() -> bool:
@@ -103,17 +111,23 @@ class Layer(nn.Module):
         self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
         self.bias = nn.Parameter((conv.bias.repeat(4) if after_upsample else conv.bias).detach().clone(), False)
         self.nnpack = False  # set by Engine
+        # the last layer (3 output channels), which the convolution libraries compute slowly
+        self.few_outputs = not after_upsample and weight.shape[0] < 16 and weight.shape[-1] == 3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        y = self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate" if self.up else "reflect"))
-        y = interleave(y, h, w) if self.up else y
+        if self.few_outputs and x.device.type == "cpu" and x.is_contiguous():
+            y = few_outputs_conv(x, self.weight, self.bias)
+        else:
+            y = self.conv(F.pad(x, (1, 1, 1, 1), mode="replicate" if self.up else "reflect"))
+        if self.up:
+            return interleave(y, h, w, self.relu)
         return F.relu_(y) if self.relu else y
 
     def conv(self, x: torch.Tensor) -> torch.Tensor:
-        # NNPACK transforms the kernels on every call: it pays from about 48x48 px up, and not
-        # for the last layer's 3 output channels (measured on a 2-core AVX2 CPU).
-        if self.nnpack and x.shape[-2] * x.shape[-1] >= NNPACK_MIN_PIXELS and self.weight.shape[0] >= 16:
+        # NNPACK transforms the kernels on every call: it pays from about 48x48 px up (measured
+        # on a 2-core AVX2 CPU).
+        if self.nnpack and x.shape[-2] * x.shape[-1] >= NNPACK_MIN_PIXELS:
             try:
                 conv = torch._nnpack_spatial_convolution
                 ys = [conv(xi[None], self.weight, self.bias, [0, 0]) for xi in x.contiguous()]
@@ -121,6 +135,26 @@ class Layer(nn.Module):
             except RuntimeError:  # a shape NNPACK refuses: the native path from now on
                 self.nnpack = False
         return F.conv2d(x, self.weight, self.bias)
+
+
+def few_outputs_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """The reflection-padded 3x3 convolution of NCHW images `x` with few output channels: every
+    tap's weights times the input in one matrix product, its (few) channels padded, then the nine
+    shifted sums. The last layer (64 -> 3 channels) at 512 px: 16 ms, where oneDNN and NNPACK take
+    39-65 ms (their kernels are built for many output channels) after padding all 64 channels."""
+    n, c, h, w = x.shape
+    o = weight.shape[0]
+    taps = weight.permute(2, 3, 0, 1).reshape(9 * o, c)  # rows: (ky, kx, out channel)
+    out = x.new_empty(n, o, h, w)
+    for i in range(n):
+        y = (taps @ x[i].reshape(c, h * w)).view(9 * o, h, w)
+        y = F.pad(y, (1, 1, 1, 1), mode="reflect").view(3, 3, o, h + 2, w + 2)  # = the taps on the padded x
+        torch.add(y[0, 0, :, :h, :w], bias[:, None, None], out=out[i])
+        for ky in range(3):
+            for kx in range(3):
+                if ky or kx:
+                    out[i] += y[ky, kx, :, ky : ky + h, kx : kx + w]
+    return out
 
 
 def encoder_layers(encoder: Encoder) -> nn.ModuleList:

@@ -160,3 +160,12 @@ def test_freed_memory_is_kept_for_one_tile_images_and_handed_back_for_tiled_ones
     assert memory._keeping  # malloc reuses the freed blocks: no page faults for each layer's output
     eng.encode(torch.rand(1, 3, 128, 64))
     assert not memory._keeping  # tiles: malloc's own way, which keeps the peak low
+
+
+@pytest.mark.parametrize("hw", [(5, 7), (32, 24)])
+def test_few_outputs_conv_is_the_reflection_padded_convolution(hw):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 3, 3, padding=1, padding_mode="reflect")
+    x = torch.randn(2, 8, *hw)
+    with torch.no_grad():
+        assert rel_err(engine.few_outputs_conv(x, conv.weight, conv.bias), conv(x)) < 1e-5
