@@ -1,11 +1,9 @@
 """Image files in and out: listing, decoding to tensors, resizing, atomic writes, grids.
 
-Plain RGB or gray JPEGs (most photos) are decoded by torchvision.io.decode_jpeg (libjpeg-turbo)
-straight into a (3, H, W) tensor, which is faster than Pillow's decode plus copies; everything else
-goes through Pillow, which knows the odd modes (palette, CMYK, 16-bit, transparency), PNG, GIF,
-WebP, BMP and TIFF, and says why a file is broken. PNGs stay with Pillow: torchvision 0.29's
-decode_png crashes the process on some damaged files. Pillow reads the header of every file first,
-for the pixel limit and to choose the path.
+Pillow decodes every file: it knows the odd modes (palette, CMYK, 16-bit, transparency), JPEG, PNG,
+GIF, WebP, BMP and TIFF, and says why a file is broken; it reads the header first, for the pixel
+limit. torchvision is not imported here: its import takes 1.5-2 s of every command's start (it
+imports torch._dynamo), where its JPEG decoder saved about 1 ms per 512 px photo (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -18,14 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torchvision.utils
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms.v2 import functional as TF
-
-try:  # deprecated since torchvision 0.29 for TorchCodec; where it is gone, Pillow decodes every file
-    from torchvision.io import ImageReadMode, decode_jpeg
-except ImportError:
-    decode_jpeg = None
 
 from stylize.files import atomic_write
 from stylize.options import ALPHA_EXTS, IMAGE_EXTS, MAX_PIXELS
@@ -64,12 +56,17 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL image -> float RGB tensor (3, H, W) in [0, 1]."""
-    return to_float(TF.pil_to_tensor(img.convert("RGB")))
+    return to_float(_uint8(img.convert("RGB")))
+
+
+def _uint8(img: Image.Image) -> torch.Tensor:
+    """An 8-bit PIL image (RGB or one channel) -> uint8 tensor (C, H, W)."""
+    return torch.from_numpy(np.array(img)).view(img.height, img.width, -1).permute(2, 0, 1)
 
 
 def to_float(img: torch.Tensor) -> torch.Tensor:
     """uint8 image tensor -> float32 in [0, 1]."""
-    return TF.to_dtype(img, torch.float32, scale=True)
+    return img.float().div_(255)
 
 
 def tensor_to_pil(t: torch.Tensor) -> Image.Image:
@@ -100,8 +97,6 @@ def load_image(
             if max_side and max(w, h) > max_side:
                 tensor = _decode_shrunk(img, max_side, keep_alpha)
             else:
-                tensor = _decode_jpeg(data) if _is_plain_jpeg(img) else None
-            if tensor is None:
                 with contextlib.suppress(Exception):  # a damaged EXIF block: keep the pixels as stored
                     img = ImageOps.exif_transpose(img)
                 tensor = _to_tensor(img, keep_alpha)
@@ -156,22 +151,6 @@ def _decode_shrunk(img: Image.Image, max_side: int, keep_alpha: bool) -> torch.T
     return limit_long(_to_tensor(img, keep_alpha), max_side)
 
 
-def _is_plain_jpeg(img: Image.Image) -> bool:
-    """An RGB or gray JPEG (not CMYK): what decode_jpeg turns into the same pixels as Pillow."""
-    return decode_jpeg is not None and img.format == "JPEG" and img.mode in ("RGB", "L")
-
-
-def _decode_jpeg(data: bytes) -> torch.Tensor | None:
-    """decode_jpeg, upright per the EXIF orientation; None for a file it refuses (truncated,
-    damaged), which Pillow then decodes as far as it can or explains."""
-    try:
-        buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        img = decode_jpeg(buf, mode=ImageReadMode.RGB, apply_exif_orientation=True)
-    except RuntimeError:
-        return None
-    return to_float(img)
-
-
 def _to_tensor(img: Image.Image, keep_alpha: bool) -> torch.Tensor:
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit or float gray: convert("RGB") clips
         scale = 1.0 if img.mode == "F" else 65535.0
@@ -182,7 +161,7 @@ def _to_tensor(img: Image.Image, keep_alpha: bool) -> torch.Tensor:
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
         rgb = pil_to_tensor(Image.alpha_composite(white, rgba))  # transparent areas become white
         if keep_alpha:
-            alpha = to_float(TF.pil_to_tensor(rgba.getchannel("A")))
+            alpha = to_float(_uint8(rgba.getchannel("A")))
             return torch.cat([rgb, alpha])
         return rgb
     return pil_to_tensor(img)
@@ -212,13 +191,16 @@ def limit_long(img: torch.Tensor, max_side: int) -> torch.Tensor:
 
 
 def resize(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    """Bilinear, antialiased (torchvision's sizes from a short side truncate; ours round, above)."""
-    return TF.resize(img, list(hw), antialias=True).clamp_(0, 1)
+    """Bilinear, antialiased, to (height, width) `hw` (sizes from a side round, above)."""
+    out = F.interpolate(img[None].float(), size=hw, mode="bilinear", antialias=True, align_corners=False)
+    return out[0].clamp_(0, 1)
 
 
 def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     """The central `size` x `size` square of an image at least that large."""
-    return TF.center_crop(img, [size, size])
+    h, w = img.shape[-2:]
+    top, left = round((h - size) / 2), round((w - size) / 2)
+    return img[..., top : top + size, left : left + size]
 
 
 def save_image(img: torch.Tensor | Image.Image, path: str | Path, quality: int = 95) -> None:
@@ -242,4 +224,8 @@ def make_grid(rows: list[list[torch.Tensor]], size: int, pad: int = 4) -> Image.
     for row in rows:
         tiles += [center_crop(resize_short(img.float().cpu(), size), size) for img in row]
         tiles += [torch.ones(3, size, size)] * (ncol - len(row))
-    return tensor_to_pil(torchvision.utils.make_grid(tiles, nrow=ncol, padding=pad, pad_value=1.0))
+    sheet = torch.ones(3, pad + len(rows) * (size + pad), pad + ncol * (size + pad))
+    for k, tile in enumerate(tiles):
+        top, left = pad + (k // ncol) * (size + pad), pad + (k % ncol) * (size + pad)
+        sheet[:, top : top + size, left : left + size] = tile
+    return tensor_to_pil(sheet)

@@ -530,8 +530,8 @@ def report(results: dict, args: argparse.Namespace, device: torch.device, sizes:
     if args.big:
         big = results[f"big {args.big} ours"]
         lines.append(
-            f"| one {args.big}x{args.big} image (style 512x512), in tiles, once in a new process | | {big['seconds']:.1f} s, "
-            f"peak {big['peak_mb']:.0f} MB | | |"
+            f"| one {args.big}x{args.big} image (style 512x512), in tiles, once in a new process | "
+            f"| {big['seconds']:.1f} s, peak {big['peak_mb']:.0f} MB | | |"
         )
     if args.seams:
         seams = results[f"seams {args.seams}"]

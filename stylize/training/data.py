@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
-from torchvision.transforms.v2 import functional as TF
 
 from stylize.images import IMAGE_EXTS, ImageError, list_images, load_image, resize_short
 
@@ -69,7 +68,7 @@ class CropDataset(Dataset):
         size = self.crop_size
         top = int(torch.randint(0, h - size + 1, (1,), generator=g))
         left = int(torch.randint(0, w - size + 1, (1,), generator=g))
-        return TF.crop(img, top, left, size, size)
+        return img[:, top : top + size, left : left + size]
 
 
 class CountingSampler(Sampler[int]):
